@@ -1,0 +1,1 @@
+"""llm-gateway: CPU-first LLM serving on ONNX Runtime."""

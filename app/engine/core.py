@@ -1,0 +1,186 @@
+"""One engine step: schedule -> run -> sample -> postprocess. Runs on the engine thread only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import numpy as np
+
+from app.engine import sampler
+from app.engine.errors import EngineFailed
+from app.engine.request import Sequence, TokenEvent, TokenLogprob
+from app.engine.runner import ModelRunner
+from app.engine.scheduler import PrefillChunk, Scheduler
+from app.engine.stats import EngineObserver
+from app.engine.stopping import FinishReason, find_stop, holdback
+
+
+class EngineCore:
+    def __init__(self, runner: ModelRunner, scheduler: Scheduler, observer: EngineObserver) -> None:
+        self.runner = runner
+        self.scheduler = scheduler
+        self.observer = observer
+        self.vocab_size = runner.vocab_size
+
+    def step(self) -> list[TokenEvent]:
+        events: list[TokenEvent] = []
+        plan = self.scheduler.schedule()
+        if plan.prefill is not None:
+            self._prefill(plan.prefill, events)
+        if plan.decode:
+            self._decode(plan.decode, events)
+        return events
+
+    def finish(self, seq: Sequence, reason: FinishReason, events: list[TokenEvent], error: str | None = None) -> None:
+        """End `seq` now (abort, deadline, failure): free its slot and emit its last event."""
+        if seq.status.finished:
+            return
+        seq.finish_reason = reason
+        self._release(seq)
+        events.append(self._event(seq, "", [], None, error=error))
+
+    # -- running the model -------------------------------------------------------------------------
+
+    def _prefill(self, chunk: PrefillChunk, events: list[TokenEvent]) -> None:
+        seq = chunk.seq
+        now = time.monotonic()
+        if chunk.start == 0:
+            seq.prefill_start = now
+            self.observer.on_admitted(now - seq.arrival, len(seq.prompt_ids))
+        ids = np.asarray(seq.prompt_ids[chunk.start : chunk.end], np.int64)  # [S]
+        try:
+            logits = self.runner.prefill(seq.slot, ids, chunk.start)  # [V]
+        except Exception as exc:  # the runner failed: this request ends, the engine goes on
+            self.finish(seq, FinishReason.ERROR, events, error=_describe(exc))
+            return
+        self.observer.on_step("prefill", time.monotonic() - now, 1, len(ids))
+        seq.computed = chunk.end
+        if chunk.completes_prompt:
+            token, logprob = self._sample_row(seq, logits)
+            self.scheduler.prefill_done(seq)
+            self._append(seq, token, logprob, events)
+
+    def _decode(self, seqs: list[Sequence], events: list[TokenEvent]) -> None:
+        start = time.monotonic()
+        tokens = np.fromiter((s.last_token for s in seqs), np.int64, len(seqs))  # [n]
+        lengths = np.fromiter((s.computed for s in seqs), np.int64, len(seqs))  # [n]
+        try:
+            logits = self.runner.decode(tokens, lengths)  # [n, V]
+        except Exception as exc:
+            error = _describe(exc)
+            for seq in seqs:
+                self.finish(seq, FinishReason.ERROR, events, error=error)
+            return
+        self.observer.on_step("decode", time.monotonic() - start, len(seqs), len(seqs))
+        for seq in seqs:
+            seq.computed += 1
+        for seq, (token, logprob) in zip(seqs, self._sample_batch(seqs, logits), strict=True):
+            self._append(seq, token, logprob, events)
+
+    # -- sampling ----------------------------------------------------------------------------------
+
+    def _sample_batch(self, seqs: list[Sequence], logits: np.ndarray) -> Iterable[tuple[int, TokenLogprob | None]]:
+        plain = [i for i, s in enumerate(seqs) if _plain_greedy(s)]
+        picked: dict[int, int] = {}
+        if plain:
+            picked = dict(zip(plain, sampler.greedy(logits[plain]).tolist(), strict=True))
+        for i, seq in enumerate(seqs):
+            if i in picked:
+                yield picked[i], None
+            else:
+                yield self._sample_row(seq, logits[i])
+
+    def _sample_row(self, seq: Sequence, raw: np.ndarray) -> tuple[int, TokenLogprob | None]:
+        params = seq.params
+        suppressed = seq.stopping.suppressed(len(seq.output_ids))
+        row = raw
+        if params.penalized or suppressed:
+            row = raw.copy()
+            sampler.apply_penalties(row, params, seq.output_counts, seq.seen)
+            if suppressed:
+                row[list(suppressed)] = -np.inf
+        token = sampler.sample(row, params, seq.rng)
+        if not params.logprobs:
+            return token, None
+        lp, top = sampler.logprobs(raw, token, params.top_logprobs)
+        return token, TokenLogprob(token, lp, top)
+
+    # -- postprocessing ----------------------------------------------------------------------------
+
+    def _append(self, seq: Sequence, token: int, logprob: TokenLogprob | None, events: list[TokenEvent]) -> None:
+        now = time.monotonic()
+        if not seq.output_ids:
+            seq.first_token_at = now
+            self.observer.on_first_token(now - seq.arrival)
+        else:
+            self.observer.on_inter_token(now - seq.last_token_at)
+        seq.last_token_at = now
+        seq.output_ids.append(token)
+        if seq.output_counts is not None:
+            seq.output_counts[token] += 1
+        if seq.seen is not None:
+            seq.seen[token] = True
+        reason = seq.stopping(token, len(seq.output_ids))
+        piece = seq.detok.add(token)
+        if reason is not None:
+            piece += seq.detok.flush()
+        searched_from = len(seq.text)
+        seq.text += piece
+        hold = 0
+        stops = seq.params.stop
+        if stops:
+            index = find_stop(seq.text, stops, searched_from)
+            if index is not None:
+                seq.text = seq.text[:index]
+                reason = FinishReason.STOP
+            elif reason is None:
+                hold = holdback(seq.text, stops)
+        seq.finish_reason = reason
+        if reason is not None:
+            self._release(seq)
+        events.append(
+            self._event(
+                seq, seq.text[seq.emitted : len(seq.text) - hold], [token], [logprob] if logprob is not None else None
+            )
+        )
+
+    def _event(
+        self,
+        seq: Sequence,
+        text: str,
+        token_ids: list[int],
+        logprobs: list[TokenLogprob] | None,
+        error: str | None = None,
+    ) -> TokenEvent:
+        seq.emitted += len(text)
+        finished = seq.finish_reason is not None
+        return TokenEvent(
+            request_id=seq.request_id,
+            text=text,
+            token_ids=token_ids,
+            logprobs=logprobs,
+            usage=seq.usage(),
+            finish_reason=seq.finish_reason,
+            timings=seq.timings(time.monotonic()) if finished else None,
+            error=error,
+        )
+
+    def _release(self, seq: Sequence) -> None:
+        slot = seq.slot
+        moves = self.scheduler.finish(seq)
+        if slot >= 0:
+            self.runner.release(slot)
+        for move in moves:
+            self.runner.move(move.src, move.dst, move.length)
+        reason = seq.finish_reason if seq.finish_reason is not None else FinishReason.ABORT
+        self.observer.on_finished(reason, len(seq.prompt_ids), len(seq.output_ids))
+
+
+def _plain_greedy(seq: Sequence) -> bool:
+    p = seq.params
+    return p.greedy and not p.penalized and not p.logprobs and len(seq.output_ids) >= p.min_new_tokens
+
+
+def _describe(exc: Exception) -> str:
+    return str(EngineFailed(f"the model runner failed: {type(exc).__name__}: {exc}"))

@@ -1,0 +1,256 @@
+"""The Engine facade: submit from asyncio, decode on one dedicated thread, stream events back.
+
+The engine thread owns the scheduler and the ORT session. The asyncio side talks to it through an
+inbox (new requests) and an abort set, both behind one condition variable, and receives events
+through `loop.call_soon_threadsafe`, one call per engine step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.engine.core import EngineCore
+from app.engine.detokenizer import IncrementalDetokenizer
+from app.engine.errors import EngineStopped, InvalidParams, PromptTooLong, QueueFull
+from app.engine.manifest import Manifest, read_manifest
+from app.engine.params import SamplingParams
+from app.engine.request import PROMPT_TAIL_FOR_DETOKENIZER, Sequence, TokenEvent
+from app.engine.runner import make_runner
+from app.engine.scheduler import Scheduler
+from app.engine.session import SessionConfig, open_session
+from app.engine.stats import EngineObserver, EngineStats, NullObserver
+from app.engine.stopping import FinishReason, StoppingCriteria
+from app.engine.tokenizer import TextTokenizer
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    model_dir: Path
+    threads: int = 2
+    allow_spinning: bool = True
+    max_running: int = 16
+    max_waiting: int = 64
+    max_len: int = 2048
+    prefill_chunk: int = 256
+
+
+class RequestStream:
+    """Async iterator over one request's TokenEvents; ends after the event with a finish_reason."""
+
+    def __init__(self, engine: Engine, request_id: str, prompt_tokens: int) -> None:
+        self.engine = engine
+        self.request_id = request_id
+        self.prompt_tokens = prompt_tokens
+        self.queue: asyncio.Queue[TokenEvent] = asyncio.Queue()
+        self.done = False
+
+    def __aiter__(self) -> RequestStream:
+        return self
+
+    async def __anext__(self) -> TokenEvent:
+        if self.done:
+            raise StopAsyncIteration
+        event = await self.queue.get()
+        if event.finished:
+            self.done = True
+        return event
+
+    def cancel(self) -> None:
+        """Stop generating: the sequence leaves the batch at the next step and frees its slot."""
+        if not self.done:
+            self.engine.abort(self.request_id)
+
+
+class Engine:
+    def __init__(self, config: EngineConfig, observer: EngineObserver | None = None) -> None:
+        self.config = config
+        self.manifest: Manifest = read_manifest(config.model_dir)
+        shape = self.manifest.model
+        self.max_len = min(config.max_len, shape.context_length)
+        session = open_session(
+            config.model_dir / self.manifest.io.onnx_file,
+            SessionConfig(intra_op_threads=config.threads, allow_spinning=config.allow_spinning),
+        )
+        # one slot more than max_running: the sequence being prefilled sits beside a full batch
+        runner = make_runner(session, self.manifest, config.max_running + 1, self.max_len)
+        self.tokenizer = TextTokenizer(config.model_dir, shape)
+        self.eos_token_ids = tuple(shape.eos_token_ids)
+        self.observer = observer or NullObserver()
+        self._scheduler = Scheduler(config.max_running, config.prefill_chunk)
+        self._core = EngineCore(runner, self._scheduler, self.observer)
+        self._cond = threading.Condition()
+        self._inbox: deque[Sequence] = deque()
+        self._aborts: set[str] = set()
+        self._queued = 0  # submitted and not yet prefilling, guarded by _cond
+        self._streams: dict[str, RequestStream] = {}
+        self._live: dict[str, Sequence] = {}  # engine thread only
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._accepting = True
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="llm-engine", daemon=True)
+        self._thread.start()
+
+    def stop_accepting(self) -> None:
+        self._accepting = False
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until in-flight requests finish (True) or `timeout` passes (False)."""
+        deadline = time.monotonic() + timeout
+        while self._streams and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return not self._streams
+
+    async def shutdown(self) -> None:
+        self._accepting = False
+        with self._cond:
+            self._stopping = True
+            self._aborts.update(self._streams)
+            self._cond.notify()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 10.0)
+
+    @property
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            running=len(self._scheduler.running),
+            waiting=self._queued,
+            prefilling=int(self._scheduler.prefilling is not None),
+            max_running=self.config.max_running,
+            max_waiting=self.config.max_waiting,
+        )
+
+    # -- requests ----------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        request_id: str | None = None,
+        deadline: float | None = None,
+    ) -> RequestStream:
+        """Queue one request; raises InvalidParams, PromptTooLong, QueueFull or EngineStopped at once."""
+        if not self._accepting or self._loop is None:
+            raise EngineStopped()
+        params.validate(self.manifest.model.vocab_size)
+        if not prompt_ids:
+            raise InvalidParams("prompt", "must not be empty")
+        if len(prompt_ids) + params.max_new_tokens > self.max_len:
+            raise PromptTooLong(len(prompt_ids), params.max_new_tokens, self.max_len)
+        request_id = request_id or uuid.uuid4().hex
+        seq = self._new_sequence(request_id, prompt_ids, params, deadline)
+        stream = RequestStream(self, request_id, len(prompt_ids))
+        with self._cond:
+            if self._queued >= self.config.max_waiting:
+                raise QueueFull(self._queued)
+            self._queued += 1
+            self._streams[request_id] = stream
+            self._inbox.append(seq)
+            self._cond.notify()
+        return stream
+
+    def abort(self, request_id: str) -> None:
+        with self._cond:
+            self._aborts.add(request_id)
+            self._cond.notify()
+
+    def _new_sequence(
+        self, request_id: str, prompt_ids: list[int], params: SamplingParams, deadline: float | None
+    ) -> Sequence:
+        vocab = self.manifest.model.vocab_size
+        seq = Sequence(
+            request_id=request_id,
+            prompt_ids=list(prompt_ids),
+            params=params,
+            stopping=StoppingCriteria(params, self.eos_token_ids),
+            detok=IncrementalDetokenizer(self.tokenizer.decode, prompt_ids[-PROMPT_TAIL_FOR_DETOKENIZER:]),
+            rng=np.random.default_rng(params.seed),
+            deadline=deadline,
+        )
+        if params.presence_penalty or params.frequency_penalty:
+            seq.output_counts = np.zeros(vocab, np.int32)
+        if params.repetition_penalty != 1.0:
+            seq.seen = np.zeros(vocab, bool)
+            seq.seen[np.asarray(prompt_ids)] = True
+        return seq
+
+    # -- engine thread -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._inbox or self._aborts or self._scheduler.busy or self._stopping):
+                    self._cond.wait()
+                if self._stopping and not self._scheduler.busy and not self._inbox:
+                    return
+                arrivals = list(self._inbox)
+                self._inbox.clear()
+                aborts = self._aborts
+                self._aborts = set()
+            events: list[TokenEvent] = []
+            for seq in arrivals:
+                self._live[seq.request_id] = seq
+                self._scheduler.add(seq)
+            self._reap(aborts, events)
+            was_waiting = len(self._scheduler.waiting)
+            try:
+                events.extend(self._core.step())
+            except Exception as exc:  # a bug, not a runner failure: fail what is live, keep serving
+                self._fail_all(exc, events)
+            started = was_waiting - len(self._scheduler.waiting)
+            if started > 0:
+                with self._cond:
+                    self._queued -= started
+            self._deliver(events)
+
+    def _fail_all(self, exc: Exception, events: list[TokenEvent]) -> None:
+        error = f"internal engine error: {type(exc).__name__}: {exc}"
+        for seq in list(self._live.values()):
+            self._core.finish(seq, FinishReason.ERROR, events, error=error)
+
+    def _reap(self, aborts: set[str], events: list[TokenEvent]) -> None:
+        """Cancelled and timed-out sequences leave before the step that would have run them."""
+        now = time.monotonic()
+        for request_id, seq in list(self._live.items()):
+            if request_id in aborts:
+                reason = FinishReason.ABORT
+            elif seq.deadline is not None and now >= seq.deadline:
+                reason = FinishReason.TIMEOUT
+            else:
+                continue
+            was_waiting = seq in self._scheduler.waiting
+            self._core.finish(seq, reason, events)
+            if was_waiting:
+                with self._cond:
+                    self._queued -= 1
+
+    def _deliver(self, events: list[TokenEvent]) -> None:
+        if not events or self._loop is None:
+            return
+        for event in events:
+            if event.finished:
+                self._live.pop(event.request_id, None)
+        self._loop.call_soon_threadsafe(self._dispatch, events)
+
+    def _dispatch(self, events: list[TokenEvent]) -> None:
+        """On the event loop: hand each event to its stream."""
+        for event in events:
+            stream = self._streams.get(event.request_id)
+            if stream is None:
+                continue
+            stream.queue.put_nowait(event)
+            if event.finished:
+                del self._streams[event.request_id]

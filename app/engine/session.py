@@ -1,0 +1,36 @@
+"""Open one ONNX Runtime session with options chosen for CPU decoding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnxruntime as ort
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    intra_op_threads: int = 2
+    allow_spinning: bool = True
+    graph_optimization: str = "all"  # "basic" | "extended" | "all"
+
+
+_OPT_LEVELS = {
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def open_session(onnx_path: Path, config: SessionConfig) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = config.intra_op_threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = _OPT_LEVELS[config.graph_optimization]
+    # Spinning keeps the intra-op threads hot between the many small kernels of one decode step;
+    # force_spinning_stop lets them sleep once Run() returns, so the HTTP side gets the cores back.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.allow_spinning else "0")
+    so.add_session_config_entry("session.force_spinning_stop", "1")
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])

@@ -1,0 +1,218 @@
+"""The export, stage by stage: load -> export -> quantize -> validate -> write."""
+
+from __future__ import annotations
+
+import errno
+import platform
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from app.engine.manifest import (
+    GraphIO,
+    GraphKind,
+    Manifest,
+    ModelShape,
+    Quant,
+    SourceInfo,
+    Thresholds,
+    write_manifest,
+)
+from export.errors import ExportError
+from export.progress import Progress
+from export.sources import Source, SourceKind, resolve_source, sha256_file, source_sha256
+from export.staging import check_destination, check_free_space, disk_full_error, staged_folder
+
+STAGES = ["load", "export", "quantize", "validate", "write"]
+NEW_TOKENS = 32
+_VERSIONED = (
+    "llm-gateway",
+    "onnxruntime",
+    "onnx",
+    "torch",
+    "transformers",
+    "optimum",
+    "optimum-onnx",
+    "onnxruntime-genai",
+    "gguf",
+    "numpy",
+)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    source: str | None = None
+    quant: Quant = Quant.INT8
+    graph: str = "auto"
+    out: Path | None = None
+    force: bool = False
+    quiet: bool = False
+    max_ppl_increase: float | None = None
+    min_top1: float | None = None
+    threads: int = 2
+    skip_existing: bool = False
+
+
+def default_out(source_name: str, graph: GraphKind, quant: Quant) -> Path:
+    return Path("models") / f"{source_name}-{graph}-{quant}"
+
+
+def run_export(opts: ExportOptions) -> tuple[Path, Manifest]:
+    from export.loading import load_config
+
+    source = resolve_source(opts.source)
+    config = load_config(source)
+    from export.graphs import pick_graph
+
+    graph = pick_graph(opts.graph, config)
+    dest = (opts.out or default_out(source.name, graph, opts.quant)).absolute()
+    if opts.skip_existing and not opts.force and (dest / "manifest.json").is_file():
+        from app.engine.manifest import ManifestError, read_manifest
+
+        try:
+            existing = read_manifest(dest)
+        except ManifestError:
+            existing = None
+        same_source = source.kind is SourceKind.HUB or (
+            existing is not None and (existing.source.sha256 == source_sha256(source))
+        )
+        if existing is not None and same_source and (existing.graph, existing.quant) == (graph, opts.quant):
+            Progress(STAGES, quiet=opts.quiet).say(f"{dest} already holds a validated export; skipping")
+            return dest, existing
+    check_destination(dest, opts.force)
+    progress = Progress(STAGES, quiet=opts.quiet)
+    progress.say(f"exporting {source.spec} -> {dest} (graph {graph}, quant {opts.quant})")
+    try:
+        with staged_folder(dest, opts.force) as tmp:
+            progress.log_path = tmp / "export.log"
+            manifest = _build(opts, source, config, graph, tmp, progress)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise disk_full_error(exc, dest.parent) from exc
+        raise
+    progress.say(
+        f"wrote {dest} ({manifest.size_bytes / 1e6:,.1f} MB): perplexity "
+        f"{manifest.validation.perplexity_increase_pct:+.2f}% vs PyTorch, top-1 agreement "
+        f"{manifest.validation.top1_agreement:.3f}"
+    )
+    return dest, manifest
+
+
+def _build(opts: ExportOptions, source: Source, config, graph: GraphKind, tmp: Path, progress: Progress) -> Manifest:
+    import onnx
+
+    from export import graphs, loading, quantize, surgery
+
+    with progress.stage("load", source.spec):
+        ref = loading.load_reference(source, config)
+        shape = loading.model_shape(ref)
+        params = sum(p.numel() for p in ref.model.parameters())
+        needs_hf_copy = graph is GraphKind.GQA and source.kind is not SourceKind.FOLDER
+        check_free_space(tmp, params * 4 * (3 if needs_hf_copy else 2))
+        sha = source_sha256(source) if source.kind is not SourceKind.HUB else _hub_revision(ref, source)
+    work = tmp / ".work"
+    with progress.stage("export", f"{graph} graph"):
+        if graph is GraphKind.GQA:
+            hf_dir = Path(source.location) if not needs_hf_copy else loading.write_hf_folder(ref, work / "hf")
+            onnx_path = graphs.build_gqa(hf_dir, work)
+        else:
+            onnx_path = graphs.build_optimum(ref.model, work)
+        model = onnx.load(str(onnx_path))
+        surgery.prepare_decoder(model)
+    onnx_name = f"model.{opts.quant}.onnx"
+    with progress.stage("quantize", str(opts.quant)):
+        model, recipe = quantize.quantize(model, opts.quant)
+        onnx.save_model(
+            model,
+            str(tmp / onnx_name),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=f"{onnx_name}.data",
+            size_threshold=1024,
+        )
+        io = _graph_io(model, onnx_name)
+        del model
+        shutil.rmtree(work, ignore_errors=True)
+        ref.tokenizer.save_pretrained(tmp)
+        ref.model.generation_config.save_pretrained(tmp)
+        ref.config.save_pretrained(tmp)
+    with progress.stage("validate", "against PyTorch"):
+        validation = _validate(opts, ref, shape, tmp, graph, io)
+    if not validation.passed:
+        raise ExportError(
+            "validation against PyTorch failed: " + "; ".join(validation.failures),
+            hint="nothing was written. Limits per quant level are in docs/export.md; override them with "
+            "--max-ppl-increase / --min-top1 if you accept the loss",
+        )
+    with progress.stage("write", "manifest.json"):
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file() and p.name != "export.log"}
+        manifest = Manifest(
+            name=source.name,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            source=SourceInfo(
+                kind=str(source.kind), spec=source.spec, name=source.name, sha256=sha, file=source.gguf_file
+            ),
+            graph=graph,
+            quant=opts.quant,
+            recipe=recipe,
+            model=shape,
+            io=io,
+            versions=_versions(),
+            files=files,
+            size_bytes=sum((tmp / f).stat().st_size for f in files),
+            timings_s=dict(progress.timings),
+            validation=validation,
+        )
+        write_manifest(tmp, manifest)
+    return manifest
+
+
+def _validate(opts: ExportOptions, ref, shape: ModelShape, folder: Path, graph: GraphKind, io: GraphIO):
+    from app.engine.manifest import Validation
+    from app.engine.runner import GqaRunner, OptimumRunner
+    from app.engine.session import SessionConfig, open_session
+    from export import validate
+
+    prompts = validate.encode_prompts(ref.tokenizer)
+    heldout = validate.heldout_ids(ref.tokenizer, shape.bos_token_id, shape.context_length)
+    torch_ref = validate.torch_reference(ref.model, prompts, heldout, NEW_TOKENS)
+    base = validate.DEFAULT_THRESHOLDS[opts.quant]
+    thresholds = Thresholds(
+        max_ppl_increase_pct=opts.max_ppl_increase if opts.max_ppl_increase is not None else base.max_ppl_increase_pct,
+        min_top1_agreement=opts.min_top1 if opts.min_top1 is not None else base.min_top1_agreement,
+        require_greedy_match=base.require_greedy_match,
+    )
+    session = open_session(folder / io.onnx_file, SessionConfig(intra_op_threads=opts.threads))
+    max_len = min(shape.context_length, max(len(heldout), max(map(len, prompts)) + NEW_TOKENS) + 1)
+    runner_cls = GqaRunner if graph is GraphKind.GQA else OptimumRunner
+    runner = runner_cls(session, shape, io, 1, max_len)
+    result: Validation = validate.validate(runner, torch_ref, thresholds)
+    return result
+
+
+def _graph_io(model, onnx_name: str) -> GraphIO:
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    inputs = [i.name for i in model.graph.input]
+    return GraphIO(
+        onnx_file=onnx_name,
+        opset=opset,
+        inputs=inputs,
+        outputs=[o.name for o in model.graph.output],
+        has_position_ids="position_ids" in inputs,
+    )
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for dist in _VERSIONED:
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _hub_revision(ref, source: Source) -> str:
+    return getattr(ref.config, "_commit_hash", None) or f"hub:{source.spec}"

