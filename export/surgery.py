@@ -55,6 +55,9 @@ def _add_logits_to_keep(model: onnx.ModelProto) -> None:
     graph.input.append(helper.make_tensor_value_info(LOGITS_TO_KEEP, TensorProto.INT64, [1]))
     graph.initializer.extend(
         [
+            # an input with an initializer of the same name is optional: callers that do not know it
+            # (Optimum's ORTModelForCausalLM.generate) get the last position only, which is all they read
+            numpy_helper.from_array(np.array([1], np.int64), LOGITS_TO_KEEP),
             numpy_helper.from_array(np.array([np.iinfo(np.int64).max], np.int64), "logits_keep_end"),
             numpy_helper.from_array(np.array([1], np.int64), "logits_keep_axis"),
         ]

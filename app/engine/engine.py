@@ -89,7 +89,7 @@ class Engine:
         self._cond = threading.Condition()
         self._inbox: deque[Sequence] = deque()
         self._aborts: set[str] = set()
-        self._queued = 0  # submitted and not yet prefilling, guarded by _cond
+        self._inflight = 0  # submitted and not yet finished, guarded by _cond
         self._streams: dict[str, RequestStream] = {}
         self._live: dict[str, Sequence] = {}  # engine thread only
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -125,10 +125,12 @@ class Engine:
 
     @property
     def stats(self) -> EngineStats:
+        running = len(self._scheduler.running)
+        prefilling = int(self._scheduler.prefilling is not None)
         return EngineStats(
-            running=len(self._scheduler.running),
-            waiting=self._queued,
-            prefilling=int(self._scheduler.prefilling is not None),
+            running=running,
+            waiting=max(0, self._inflight - running - prefilling),
+            prefilling=prefilling,
             max_running=self.config.max_running,
             max_waiting=self.config.max_waiting,
         )
@@ -154,9 +156,10 @@ class Engine:
         seq = self._new_sequence(request_id, prompt_ids, params, deadline)
         stream = RequestStream(self, request_id, len(prompt_ids))
         with self._cond:
-            if self._queued >= self.config.max_waiting:
-                raise QueueFull(self._queued)
-            self._queued += 1
+            # the batch holds max_running; beyond that, max_waiting may queue; the rest is refused at once
+            if self._inflight >= self.config.max_running + self.config.max_waiting:
+                raise QueueFull(max(0, self._inflight - self.config.max_running))
+            self._inflight += 1
             self._streams[request_id] = stream
             self._inbox.append(seq)
             self._cond.notify()
@@ -205,15 +208,10 @@ class Engine:
                 self._live[seq.request_id] = seq
                 self._scheduler.add(seq)
             self._reap(aborts, events)
-            was_waiting = len(self._scheduler.waiting)
             try:
                 events.extend(self._core.step())
             except Exception as exc:  # a bug, not a runner failure: fail what is live, keep serving
                 self._fail_all(exc, events)
-            started = was_waiting - len(self._scheduler.waiting)
-            if started > 0:
-                with self._cond:
-                    self._queued -= started
             self._deliver(events)
 
     def _fail_all(self, exc: Exception, events: list[TokenEvent]) -> None:
@@ -231,18 +229,19 @@ class Engine:
                 reason = FinishReason.TIMEOUT
             else:
                 continue
-            was_waiting = seq in self._scheduler.waiting
             self._core.finish(seq, reason, events)
-            if was_waiting:
-                with self._cond:
-                    self._queued -= 1
 
     def _deliver(self, events: list[TokenEvent]) -> None:
         if not events or self._loop is None:
             return
+        finished = 0
         for event in events:
             if event.finished:
                 self._live.pop(event.request_id, None)
+                finished += 1
+        if finished:
+            with self._cond:
+                self._inflight -= finished
         self._loop.call_soon_threadsafe(self._dispatch, events)
 
     def _dispatch(self, events: list[TokenEvent]) -> None:

@@ -91,7 +91,8 @@ class _RunnerBase:
         ]
         if LOGITS_TO_KEEP not in io.inputs:
             raise ValueError(f"the graph has no {LOGITS_TO_KEEP} input; re-export it with llm-gateway export")
-        self._keep_one = np.ones(1, np.int64)
+        # an overridable initializer: bind_cpu_input refuses it, an OrtValue binding is accepted
+        self._keep_one = ort.OrtValue.ortvalue_from_numpy(np.ones(1, np.int64))
         # [max_slots, 1, V]: decode and prefill write their last-position logits here
         self._logits = np.zeros((max_slots, 1, shape.vocab_size), np.float32)
         # flat scratch for attention masks; a [n, W] view of its head is filled each step
@@ -103,8 +104,8 @@ class _RunnerBase:
     ) -> None:
         io.bind_cpu_input("input_ids", ids)
         io.bind_cpu_input("attention_mask", mask)
-        keep = np.array([ids.shape[1]], np.int64) if keep_all else self._keep_one
-        io.bind_cpu_input(LOGITS_TO_KEEP, keep)
+        keep = ort.OrtValue.ortvalue_from_numpy(np.array([ids.shape[1]], np.int64)) if keep_all else self._keep_one
+        io.bind_ortvalue_input(LOGITS_TO_KEEP, keep)
         if keep_all:
             io.bind_output("logits", "cpu")
         else:

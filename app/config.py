@@ -1,0 +1,144 @@
+"""Settings: read once from the environment (LLM_GATEWAY_*), validated, frozen.
+
+`load_settings()` is the only reader of os.environ in the service. A bad value stops startup with a
+message that names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+PREFIX = "LLM_GATEWAY_"
+DEFAULT_MODEL_DIR = Path("models/SmolLM2-135M-Instruct-gqa-int8")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value we cannot use; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # -- model and engine
+    model_dir: Path = DEFAULT_MODEL_DIR
+    """Exported model folder (written by `llm-gateway export`)."""
+    model_name: str = ""
+    """Model id shown by /v1/models and accepted in requests; default: the manifest's name."""
+    threads: int = field(default_factory=lambda: os.cpu_count() or 2)
+    """ONNX Runtime intra-op threads."""
+    allow_spinning: bool = True
+    """Let ORT worker threads spin between kernels of one step (faster decode, busier cores)."""
+    max_running: int = 16
+    """Sequences decoded together in one batch."""
+    max_waiting: int = 64
+    """Requests queued beyond the running batch; more get 429."""
+    max_model_len: int = 2048
+    """Context per sequence (prompt + generated), at most the model's own."""
+    prefill_chunk: int = 256
+    """Prompt tokens per prefill call while other streams are decoding."""
+    warmup: bool = True
+    """Run one generation before reporting ready."""
+    # -- HTTP
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 2_000_000
+    """Request bodies above this get 413."""
+    request_timeout: float = 600.0
+    """Seconds a generation may run before it ends with finish_reason "timeout"."""
+    default_max_tokens: int = 256
+    """New tokens when a request does not say."""
+    sse_keepalive: float = 15.0
+    """Seconds between SSE keep-alive comments while a request waits."""
+    shutdown_grace: float = 30.0
+    """On SIGTERM: seconds in-flight requests get to finish."""
+    api_keys: tuple[str, ...] = ()
+    """Accepted bearer keys, comma separated. Empty: no authentication."""
+    api_key_file: Path | None = None
+    """File with one accepted key per line (added to api_keys)."""
+    metrics_public: bool = True
+    """Serve /metrics without a key even when keys are set."""
+    cors_origins: tuple[str, ...] = ()
+    """Allowed CORS origins, comma separated ("*" for any). Empty: CORS off."""
+    # -- logs
+    log_level: str = "info"
+    log_format: str = "json"
+    """json or console."""
+    log_prompts: bool = False
+    """Include prompts in request logs."""
+    debug: bool = False
+    """Add tracebacks to 500 error bodies."""
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def accepted_keys(self) -> tuple[str, ...]:
+        keys = list(self.api_keys)
+        if self.api_key_file is not None:
+            keys += [line.strip() for line in self.api_key_file.read_text().splitlines() if line.strip()]
+        return tuple(keys)
+
+
+def _parse(name: str, raw: str, default: Any) -> Any:
+    key = PREFIX + name.upper()
+    try:
+        if isinstance(default, bool):
+            lowered = raw.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError("expected true or false")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, tuple):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if isinstance(default, Path) or name == "api_key_file":
+            return Path(raw) if raw else None
+        return raw
+    except ValueError as exc:
+        raise SettingsError(f"{key}={raw!r} is not valid: {exc}") from exc
+
+
+def _check(settings: Settings) -> None:
+    rules = [
+        ("threads", settings.threads >= 1, "must be at least 1"),
+        ("max_running", settings.max_running >= 1, "must be at least 1"),
+        ("max_waiting", settings.max_waiting >= 0, "must be 0 or more"),
+        ("max_model_len", settings.max_model_len >= 16, "must be at least 16"),
+        ("prefill_chunk", settings.prefill_chunk >= 16, "must be at least 16"),
+        ("port", 0 <= settings.port <= 65535, "must be a TCP port"),
+        ("max_body_bytes", settings.max_body_bytes >= 1024, "must be at least 1024"),
+        ("request_timeout", settings.request_timeout > 0, "must be positive"),
+        ("default_max_tokens", settings.default_max_tokens >= 1, "must be at least 1"),
+        ("sse_keepalive", settings.sse_keepalive > 0, "must be positive"),
+        ("shutdown_grace", settings.shutdown_grace >= 0, "must be 0 or more"),
+        ("log_level", settings.log_level in {"debug", "info", "warning", "error"}, "debug, info, warning or error"),
+        ("log_format", settings.log_format in {"json", "console"}, "json or console"),
+        ("api_key_file", settings.api_key_file is None or settings.api_key_file.is_file(), "file not found"),
+    ]
+    for name, ok, message in rules:
+        if not ok:
+            raise SettingsError(f"{PREFIX}{name.upper()}={getattr(settings, name)!r}: {message}")
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build Settings from LLM_GATEWAY_* variables, then apply explicit overrides (CLI flags)."""
+    env = os.environ if environ is None else environ
+    defaults = Settings()
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        key = PREFIX + f.name.upper()
+        if key in env:
+            values[f.name] = _parse(f.name, env[key], getattr(defaults, f.name))
+    settings = replace(defaults, **values).with_overrides(**overrides)
+    if isinstance(settings.log_level, str):
+        settings = replace(settings, log_level=settings.log_level.lower())
+    _check(settings)
+    return settings

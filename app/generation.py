@@ -1,0 +1,194 @@
+"""Between the wire and the engine: submit requests (n choices each), merge their event streams,
+collect results, and cancel everything when the client goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from app.engine.engine import Engine, RequestStream
+from app.engine.errors import EngineError
+from app.engine.params import SamplingParams
+from app.engine.request import TokenEvent, TokenLogprob
+from app.engine.stopping import FinishReason
+from app.errors import ApiError, from_engine
+from app.schemas import Timings, Usage
+
+FINISH_REASONS = {  # the one table from engine reasons to API strings
+    FinishReason.STOP: "stop",
+    FinishReason.LENGTH: "length",
+    FinishReason.ABORT: "abort",
+    FinishReason.TIMEOUT: "timeout",
+    FinishReason.ERROR: "error",
+}
+
+KEEPALIVE = None  # yielded by `merged` when nothing arrived for a while
+
+
+@dataclass
+class Choice:
+    index: int
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None
+    error: str | None = None
+    queue_s: float = 0.0
+    ttft_s: float = 0.0
+    total_s: float = 0.0
+
+    def add(self, event: TokenEvent) -> None:
+        self.text += event.text
+        self.token_ids += event.token_ids
+        if event.logprobs:
+            self.logprobs += event.logprobs
+        if event.finish_reason is not None:
+            self.finish_reason = FINISH_REASONS[event.finish_reason]
+            self.error = event.error
+            if event.timings is not None:
+                self.queue_s, self.ttft_s, self.total_s = (
+                    event.timings.queue_s,
+                    event.timings.ttft_s,
+                    event.timings.total_s,
+                )
+
+
+@dataclass
+class Job:
+    """One HTTP request's generations: n engine sequences sharing one prompt."""
+
+    streams: list[RequestStream]
+    prompt_tokens: int
+    choices: list[Choice]
+    log: dict[str, Any]
+
+    def usage(self) -> Usage:
+        completion = sum(len(c.token_ids) for c in self.choices)
+        return Usage(
+            prompt_tokens=self.prompt_tokens, completion_tokens=completion, total_tokens=self.prompt_tokens + completion
+        )
+
+    def timings(self) -> Timings:
+        first = self.choices[0]
+        generated = len(first.token_ids)
+        decode_s = first.total_s - first.ttft_s
+        rate = (generated - 1) / decode_s if generated > 1 and decode_s > 0 else 0.0
+        return Timings(
+            queue_ms=round(first.queue_s * 1000, 2),
+            time_to_first_token_ms=round(first.ttft_s * 1000, 2),
+            total_ms=round(first.total_s * 1000, 2),
+            tokens_per_second=round(rate, 2),
+        )
+
+    @property
+    def error(self) -> str | None:
+        return next((c.error for c in self.choices if c.error), None)
+
+    def cancel(self) -> None:
+        for stream in self.streams:
+            stream.cancel()
+
+    def finish_log(self) -> None:
+        usage = self.usage()
+        self.log.update(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            ttft_ms=round(self.choices[0].ttft_s * 1000, 1),
+            finish_reason=",".join(sorted({c.finish_reason or "abort" for c in self.choices})),
+        )
+
+
+def submit(
+    engine: Engine,
+    prompt_ids: list[int],
+    params: SamplingParams,
+    n: int,
+    request_id: str,
+    timeout_s: float,
+    log: dict[str, Any],
+) -> Job:
+    """Queue n sequences (seed + i each, when seeded); on any refusal, cancel what was queued."""
+    deadline = time.monotonic() + timeout_s
+    streams: list[RequestStream] = []
+    try:
+        for i in range(n):
+            choice_params = params
+            if n > 1 and params.seed is not None:
+                choice_params = replace(params, seed=params.seed + i)
+            streams.append(engine.submit(prompt_ids, choice_params, f"{request_id}-{i}", deadline))
+    except EngineError as exc:
+        for stream in streams:
+            stream.cancel()
+        raise from_engine(exc) from exc
+    return Job(streams, len(prompt_ids), [Choice(i) for i in range(n)], log)
+
+
+async def merged(job: Job, keepalive_s: float) -> AsyncIterator[tuple[int, TokenEvent] | None]:
+    """(choice index, event) from all of a job's streams as they come; KEEPALIVE after keepalive_s of silence.
+
+    Whoever stops iterating early (a client disconnect cancels the consumer) cancels every sequence.
+    """
+    queue: asyncio.Queue[tuple[int, TokenEvent] | BaseException] = asyncio.Queue()
+
+    async def pump(index: int, stream: RequestStream) -> None:
+        try:
+            async for event in stream:
+                queue.put_nowait((index, event))
+        except BaseException as exc:
+            queue.put_nowait(exc)
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(job.streams)]
+    open_streams = len(tasks)
+    try:
+        while open_streams:
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=keepalive_s)
+            except TimeoutError:
+                yield KEEPALIVE
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            index, event = item
+            job.choices[index].add(event)
+            if event.finished:
+                open_streams -= 1
+            yield index, event
+    finally:
+        job.cancel()
+        for task in tasks:
+            task.cancel()
+        job.finish_log()
+
+
+async def collect(job: Job, request: Any) -> Job:
+    """Run a non-streamed job to the end; a client that hangs up cancels it."""
+
+    async def drain() -> None:
+        async for _ in merged(job, keepalive_s=3600.0):
+            pass
+
+    work = asyncio.create_task(drain())
+    hangup = asyncio.create_task(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({work, hangup}, return_when=asyncio.FIRST_COMPLETED)
+        if work not in done:
+            work.cancel()
+            raise ApiError(499, "the client closed the connection", code="client_closed")
+        work.result()
+    finally:
+        hangup.cancel()
+        if not work.done():
+            work.cancel()
+    if job.error and all(c.finish_reason == "error" for c in job.choices):
+        raise ApiError(500, job.error, code="engine_error")
+    return job
+
+
+async def _disconnected(request: Any) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return

@@ -1,0 +1,122 @@
+"""Health, readiness, model list, info, tokenizer routes and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import onnxruntime
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+
+from app.errors import ApiError
+from app.metrics import CONTENT_TYPE
+from app.routes.messages import to_template_messages
+from app.schemas import (
+    DetokenizeRequest,
+    DetokenizeResponse,
+    Health,
+    ModelCard,
+    ModelList,
+    TokenizeRequest,
+    TokenizeResponse,
+)
+from app.state import Gateway, Status
+
+
+@get("/v1/health", summary="Liveness: 200 while the process serves HTTP", tags=["system"])
+async def health() -> Health:
+    return Health(status="ok")
+
+
+@get("/v1/ready", summary="Readiness: 200 once the model is loaded and warmed up, else 503", tags=["system"])
+async def ready(state: State) -> Response[Health]:
+    gateway: Gateway = state.gateway
+    ok = gateway.status is Status.READY
+    return Response(
+        Health(status=str(gateway.status), detail=gateway.error),
+        status_code=200 if ok else 503,
+        headers={} if ok else {"Retry-After": "1"},
+    )
+
+
+@get(["/metrics", "/v1/metrics"], summary="Prometheus metrics (text format)", tags=["system"], media_type=CONTENT_TYPE)
+async def metrics(state: State) -> Response[bytes]:
+    return Response(state.gateway.metrics.export(), media_type=CONTENT_TYPE)
+
+
+@get("/v1/models", summary="The served model (OpenAI list shape)", tags=["openai"])
+async def models(state: State) -> ModelList:
+    gateway: Gateway = state.gateway
+    max_len = gateway.engine.max_len if gateway.engine else gateway.settings.max_model_len
+    return ModelList(
+        data=[ModelCard(id=gateway.model_id, created=gateway.created, owned_by="llm-gateway", max_model_len=max_len)]
+    )
+
+
+@get("/v1/info", summary="Model provenance, runtime and limits", tags=["system"])
+async def info(state: State) -> dict[str, Any]:
+    gateway: Gateway = state.gateway
+    m, s = gateway.manifest, gateway.settings
+    return {
+        "model_id": gateway.model_id,
+        "status": str(gateway.status),
+        "manifest": {
+            "name": m.name,
+            "variant": m.variant,
+            "created_at": m.created_at,
+            "source": m.source,
+            "graph": str(m.graph),
+            "quant": str(m.quant),
+            "recipe": m.recipe,
+            "opset": m.io.opset,
+            "versions": m.versions,
+            "size_bytes": m.size_bytes,
+            "validation": m.validation,
+        },
+        "runtime": {
+            "onnxruntime_version": onnxruntime.__version__,
+            "threads": s.threads,
+            "allow_spinning": s.allow_spinning,
+            "providers": ["CPUExecutionProvider"],
+        },
+        "limits": {
+            "max_running": s.max_running,
+            "max_waiting": s.max_waiting,
+            "max_model_len": gateway.engine.max_len if gateway.engine else s.max_model_len,
+            "context_length": m.model.context_length,
+            "max_body_bytes": s.max_body_bytes,
+            "request_timeout_s": s.request_timeout,
+            "default_max_tokens": s.default_max_tokens,
+            "prefill_chunk": s.prefill_chunk,
+        },
+    }
+
+
+@post("/v1/tokenize", summary="Text or chat messages to token ids", tags=["tokenizer"], status_code=200)
+async def tokenize(state: State, data: TokenizeRequest) -> TokenizeResponse:
+    engine = state.gateway.require_engine()
+    tok = engine.tokenizer
+    if (data.prompt is None) == (data.messages is None):
+        raise ApiError(400, "give exactly one of prompt or messages", param="prompt")
+    if data.messages is not None:
+        ids = tok.encode_chat(to_template_messages(data.messages))
+    else:
+        ids = tok.encode(data.prompt or "", add_special_tokens=data.add_special_tokens)
+    return TokenizeResponse(tokens=ids, count=len(ids), max_model_len=engine.max_len)
+
+
+@post("/v1/detokenize", summary="Token ids to text", tags=["tokenizer"], status_code=200)
+async def detokenize(state: State, data: DetokenizeRequest) -> DetokenizeResponse:
+    engine = state.gateway.require_engine()
+    vocab = engine.manifest.model.vocab_size
+    bad = next((t for t in data.tokens if not 0 <= t < vocab), None)
+    if bad is not None:
+        raise ApiError(400, f"token id {bad} is outside the vocabulary [0, {vocab})", param="tokens")
+    return DetokenizeResponse(prompt=engine.tokenizer.decode(data.tokens, skip_special_tokens=False))
+
+
+def request_id(request: Request[Any, Any, Any]) -> str:
+    return request.scope.get("state", {}).get("request_id", "")
+
+
+ROUTES = [health, ready, metrics, models, info, tokenize, detokenize]

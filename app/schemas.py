@@ -1,0 +1,333 @@
+"""Wire types: msgspec Structs for every request and response body. Every field is documented here,
+and Litestar turns these descriptions into the OpenAPI schema behind /docs and /redoc."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+# -- shared field types ------------------------------------------------------------------------------
+
+Temperature = Annotated[float, Meta(ge=0.0, le=100.0, description="Sampling temperature; 0 is greedy decoding.")]
+TopP = Annotated[
+    float,
+    Meta(
+        gt=0.0, le=1.0, description="Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p."
+    ),
+]
+TopK = Annotated[int, Meta(ge=0, description="Keep only the k most likely tokens; 0 turns it off.")]
+MinP = Annotated[float, Meta(ge=0.0, le=1.0, description="Drop tokens less likely than min_p times the best one.")]
+RepetitionPenalty = Annotated[
+    float, Meta(gt=0.0, le=10.0, description="HF-style penalty on tokens already in the prompt or output; 1 is off.")
+]
+Penalty = Annotated[float, Meta(ge=-2.0, le=2.0)]
+Seed = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=2**63 - 1,
+        description="Seed of this request's own random generator: same seed and parameters give the same text.",
+    ),
+]
+Stop = Annotated[
+    str | list[str],
+    Meta(
+        description="Up to 16 strings that end generation; not included in the output. Matched across token boundaries."
+    ),
+]
+MaxTokens = Annotated[int, Meta(ge=1, description="Maximum number of tokens to generate.")]
+MinTokens = Annotated[int, Meta(ge=0, description="Generate at least this many tokens before any stop.")]
+TokenIds = Annotated[list[int], Meta(description="Token ids that end generation.")]
+
+
+class Usage(Struct):
+    prompt_tokens: Annotated[int, Meta(description="Tokens in the prompt.")]
+    completion_tokens: Annotated[int, Meta(description="Tokens generated.")]
+    total_tokens: Annotated[int, Meta(description="prompt_tokens + completion_tokens.")]
+
+
+class ErrorDetail(Struct):
+    message: Annotated[str, Meta(description="What went wrong and how to fix it.")]
+    type: Annotated[
+        str,
+        Meta(
+            description="invalid_request_error, authentication_error, rate_limit_error, "
+            "server_error, service_unavailable_error or not_found_error."
+        ),
+    ]
+    param: Annotated[str | None, Meta(description="The request field at fault, if any.")] = None
+    code: Annotated[str | None, Meta(description="A machine-readable code, e.g. context_length_exceeded.")] = None
+
+
+class ErrorBody(Struct):
+    """Every error, on every route: the OpenAI error shape."""
+
+    error: ErrorDetail
+
+
+# -- native route ------------------------------------------------------------------------------------
+
+
+class GenerateRequest(Struct, kw_only=True):
+    """POST /v1/generate: plain text in, text out (TGI-style). Greedy unless temperature > 0."""
+
+    prompt: Annotated[str, Meta(description="The text to continue. Sent to the model as is (no chat template).")]
+    max_new_tokens: MaxTokens | None = None
+    max_length: Annotated[int, Meta(ge=1, description="Older name of max_new_tokens.")] | None = None
+    min_new_tokens: MinTokens = 0
+    temperature: Temperature = 0.0
+    top_p: TopP = 1.0
+    top_k: TopK = 0
+    min_p: MinP = 0.0
+    repetition_penalty: RepetitionPenalty = 1.0
+    presence_penalty: Annotated[Penalty, Meta(description="OpenAI-style presence penalty over the output.")] = 0.0
+    frequency_penalty: Annotated[Penalty, Meta(description="OpenAI-style frequency penalty over the output.")] = 0.0
+    stop: Stop | None = None
+    stop_token_ids: TokenIds | None = None
+    ignore_eos: Annotated[bool, Meta(description="Keep generating past the end-of-sequence token.")] = False
+    seed: Seed | None = None
+    stream: Annotated[
+        bool,
+        Meta(
+            description="Answer with Server-Sent Events: one event per text piece, then a "
+            "final event with finish_reason and usage."
+        ),
+    ] = False
+
+
+class Timings(Struct):
+    queue_ms: Annotated[float, Meta(description="Time waiting for a batch slot.")]
+    time_to_first_token_ms: Annotated[float, Meta(description="Arrival to first token.")]
+    total_ms: Annotated[float, Meta(description="Arrival to last token.")]
+    tokens_per_second: Annotated[float, Meta(description="Generated tokens over decode time (after the first).")]
+
+
+class GenerateResponse(Struct):
+    generated_text: Annotated[str, Meta(description="The generated text (stop strings removed).")]
+    finish_reason: Annotated[str, Meta(description="stop, length, timeout, abort or error.")]
+    usage: Usage
+    timings: Timings
+
+
+class GenerateChunk(Struct, omit_defaults=True):
+    """One SSE event of /v1/generate with stream: true."""
+
+    text: Annotated[str, Meta(description="The new text piece (whole UTF-8 characters).")]
+    finish_reason: Annotated[str | None, Meta(description="Set on the final event only.")] = None
+    generated_text: Annotated[str | None, Meta(description="The whole text, on the final event only.")] = None
+    usage: Usage | None = None
+    timings: Timings | None = None
+
+
+# -- OpenAI-compatible routes --------------------------------------------------------------------------
+
+
+class StreamOptions(Struct, kw_only=True):
+    include_usage: Annotated[bool, Meta(description="Send a last chunk with usage and no choices.")] = False
+
+
+class _OpenAISampling(Struct, kw_only=True):
+    model: Annotated[str | None, Meta(description="The served model id (see GET /v1/models).")] = None
+    max_tokens: MaxTokens | None = None
+    temperature: Temperature = 1.0
+    top_p: TopP = 1.0
+    n: Annotated[int, Meta(ge=1, le=16, description="Number of choices to generate.")] = 1
+    stream: Annotated[bool, Meta(description="Stream chunks as Server-Sent Events, ending with data: [DONE].")] = False
+    stream_options: StreamOptions | None = None
+    stop: Stop | None = None
+    seed: Seed | None = None
+    presence_penalty: Annotated[Penalty, Meta(description="Penalise tokens that already appeared.")] = 0.0
+    frequency_penalty: Annotated[Penalty, Meta(description="Penalise tokens by how often they appeared.")] = 0.0
+    user: Annotated[str | None, Meta(description="Accepted and ignored.")] = None
+    # extensions, as in vLLM
+    top_k: TopK = 0
+    min_p: MinP = 0.0
+    repetition_penalty: RepetitionPenalty = 1.0
+    min_tokens: MinTokens = 0
+    ignore_eos: Annotated[bool, Meta(description="Keep generating past the end-of-sequence token.")] = False
+    stop_token_ids: TokenIds | None = None
+    # accepted for compatibility, refused when set to something we cannot honour
+    logit_bias: Annotated[dict[str, float] | None, Meta(description="Not supported: must be empty.")] = None
+
+
+class CompletionRequest(_OpenAISampling, kw_only=True):
+    """POST /v1/completions (OpenAI legacy completions)."""
+
+    prompt: Annotated[
+        str | list[Any],
+        Meta(
+            description="Text, a list of token ids, or a list holding one of those "
+            "(several prompts in one request are not supported)."
+        ),
+    ]
+    logprobs: (
+        Annotated[
+            int,
+            Meta(
+                ge=0, le=20, description="Return the log-probabilities of the chosen token and this many alternatives."
+            ),
+        ]
+        | None
+    ) = None
+    echo: Annotated[bool, Meta(description="Not supported: must be false.")] = False
+    best_of: Annotated[int | None, Meta(description="Not supported: must be empty or equal to n.")] = None
+    suffix: Annotated[str | None, Meta(description="Not supported: must be empty.")] = None
+
+
+class ContentPart(Struct, kw_only=True):
+    type: Annotated[str, Meta(description="Only text parts are supported.")]
+    text: str | None = None
+
+
+class ChatMessage(Struct, kw_only=True):
+    role: Annotated[str, Meta(description="system, user, assistant (or any role the chat template knows).")]
+    content: Annotated[str | list[ContentPart] | None, Meta(description="Text, or a list of text parts.")] = None
+    name: str | None = None
+
+
+class ChatCompletionRequest(_OpenAISampling, kw_only=True):
+    """POST /v1/chat/completions. The messages go through the model's own chat template."""
+
+    messages: Annotated[list[ChatMessage], Meta(min_length=1, description="The conversation so far.")]
+    max_completion_tokens: Annotated[int, Meta(ge=1, description="Newer name of max_tokens.")] | None = None
+    logprobs: Annotated[bool, Meta(description="Return the log-probability of each chosen token.")] = False
+    top_logprobs: Annotated[int, Meta(ge=0, le=20, description="Alternatives per token, with logprobs.")] | None = None
+    tools: Annotated[list[Any] | None, Meta(description="Not supported: must be empty.")] = None
+    tool_choice: Annotated[Any | None, Meta(description="Not supported: must be empty or none.")] = None
+    response_format: Annotated[dict[str, Any] | None, Meta(description='Only {"type": "text"}.')] = None
+
+
+class TopLogprob(Struct):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class ChatTokenLogprob(Struct):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(Struct):
+    content: list[ChatTokenLogprob] | None
+
+
+class CompletionLogprobs(Struct):
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]] | None
+    text_offset: list[int]
+
+
+class CompletionChoice(Struct):
+    index: int
+    text: str
+    logprobs: CompletionLogprobs | None
+    finish_reason: str | None
+
+
+class Completion(Struct):
+    id: str
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage | None
+    system_fingerprint: str
+    object: Literal["text_completion"] = "text_completion"
+
+
+class AssistantMessage(Struct):
+    role: str
+    content: str
+
+
+class ChatChoice(Struct):
+    index: int
+    message: AssistantMessage
+    logprobs: ChatLogprobs | None
+    finish_reason: str | None
+
+
+class ChatCompletion(Struct):
+    id: str
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+    system_fingerprint: str
+    object: Literal["chat.completion"] = "chat.completion"
+
+
+class ChatDelta(Struct, omit_defaults=True):
+    role: str | None = None
+    content: str | None = None
+
+
+class ChatChunkChoice(Struct):
+    index: int
+    delta: ChatDelta
+    logprobs: ChatLogprobs | None
+    finish_reason: str | None
+
+
+class ChatCompletionChunk(Struct):
+    id: str
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    system_fingerprint: str
+    usage: Usage | None = None
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+
+
+# -- system routes -----------------------------------------------------------------------------------
+
+
+class ModelCard(Struct):
+    id: str
+    created: int
+    owned_by: str
+    max_model_len: int
+    object: Literal["model"] = "model"
+
+
+class ModelList(Struct):
+    data: list[ModelCard]
+    object: Literal["list"] = "list"
+
+
+class TokenizeRequest(Struct, kw_only=True):
+    prompt: Annotated[str | None, Meta(description="Text to tokenize (give this or messages).")] = None
+    messages: Annotated[
+        list[ChatMessage] | None, Meta(description="A conversation, rendered with the chat template first.")
+    ] = None
+    add_special_tokens: Annotated[
+        bool | None, Meta(description="Add BOS as the model does for plain prompts (default: the model's own rule).")
+    ] = None
+
+
+class TokenizeResponse(Struct):
+    tokens: list[int]
+    count: int
+    max_model_len: int
+
+
+class DetokenizeRequest(Struct, kw_only=True):
+    tokens: Annotated[list[int], Meta(description="Token ids to turn back into text.")]
+
+
+class DetokenizeResponse(Struct):
+    prompt: str
+
+
+class Health(Struct):
+    status: Annotated[str, Meta(description="ok, or loading / warming_up / draining / failed for readiness.")]
+    detail: str | None = None
+
+
+def encode(value: Any) -> bytes:
+    return msgspec.json.encode(value)

@@ -1,0 +1,121 @@
+"""The Litestar app factory and `serve()`: uvicorn with a graceful SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+import uvicorn
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
+
+from app.config import Settings
+from app.engine.manifest import ManifestError, read_manifest
+from app.errors import handle_exception
+from app.logging import configure_logging
+from app.metrics import Metrics
+from app.middleware import GatewayMiddleware
+from app.routes import native, openai, system
+from app.state import Gateway
+
+log = structlog.get_logger("llm_gateway.server")
+VERSION = "0.1.0"
+
+
+def create_app(settings: Settings) -> Any:
+    """The ASGI app: Litestar routes wrapped in the gateway middleware. Raises ManifestError early."""
+    manifest = read_manifest(settings.model_dir)
+    metrics = Metrics()
+    metrics.describe_model(manifest.name, str(manifest.graph), str(manifest.quant), manifest.source.sha256)
+    gateway = Gateway(
+        settings=settings,
+        metrics=metrics,
+        manifest=manifest,
+        model_id=settings.model_name or manifest.name,
+        created=int(time.time()),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        gateway.start_loading()
+        try:
+            yield
+        finally:
+            await gateway.close()
+
+    app = Litestar(
+        route_handlers=[*system.ROUTES, native.generate, openai.completions, openai.chat_completions],
+        lifespan=[lifespan],
+        state=_state(gateway, settings),
+        exception_handlers={Exception: handle_exception},
+        request_max_body_size=settings.max_body_bytes,
+        cors_config=CORSConfig(allow_origins=list(settings.cors_origins), allow_headers=["*"])
+        if settings.cors_origins
+        else None,
+        openapi_config=OpenAPIConfig(
+            title="llm-gateway",
+            version=VERSION,
+            path="/",
+            description="CPU-first LLM serving on ONNX Runtime: native and OpenAI-compatible routes.",
+            render_plugins=[
+                SwaggerRenderPlugin(path="/docs"),
+                RedocRenderPlugin(path="/redoc"),
+                JsonRenderPlugin(path="/openapi.json"),
+            ],
+        ),
+        logging_config=None,
+        debug=False,
+    )
+    return GatewayMiddleware(app, settings, metrics), gateway
+
+
+def _state(gateway: Gateway, settings: Settings) -> Any:
+    from litestar.datastructures import State
+
+    return State({"gateway": gateway, "settings": settings})
+
+
+class _Server(uvicorn.Server):
+    """On SIGTERM/SIGINT: readiness goes 503 and no new generation is admitted, then uvicorn drains."""
+
+    def __init__(self, config: uvicorn.Config, gateway: Gateway) -> None:
+        super().__init__(config)
+        self.gateway = gateway
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if not self.should_exit:
+            log.info("server.draining", signal=sig, grace_s=self.gateway.settings.shutdown_grace)
+            self.gateway.begin_drain()
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal after shutting down; a drained shutdown is a clean exit (0)
+        self._captured_signals.clear()
+
+
+def serve(settings: Settings) -> int:
+    configure_logging(settings)
+    try:
+        asgi, gateway = create_app(settings)
+    except ManifestError as exc:
+        print(f"llm-gateway serve: error: {exc}", file=sys.stderr)
+        return 2
+    config = uvicorn.Config(
+        asgi,
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace),
+        loop="auto",
+        http="auto",
+        server_header=False,
+    )
+    log.info("server.starting", host=settings.host, port=settings.port, model_dir=str(settings.model_dir))
+    _Server(config, gateway).run()
+    return 0
