@@ -18,6 +18,18 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota (containers)."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
+
+
 class SettingsError(ValueError):
     """An environment variable holds a value we cannot use; the message names it."""
 
@@ -29,7 +41,7 @@ class Settings:
     """Exported model folder (written by `llm-gateway export`)."""
     model_name: str = ""
     """Model id shown by /v1/models and accepted in requests; default: the manifest's name."""
-    threads: int = field(default_factory=lambda: os.cpu_count() or 2)
+    threads: int = field(default_factory=lambda: available_cpus())
     """ONNX Runtime intra-op threads."""
     allow_spinning: bool = True
     """Let ORT worker threads spin between kernels of one step (faster decode, busier cores)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -81,15 +82,19 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         skip_existing=args.skip_existing,
     )
+    interrupted = _trap_signals()
     try:
         dest, _ = run_export(opts)
     except ExportError as exc:
         print(f"llm-gateway export: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("llm-gateway export: interrupted; nothing was written", file=sys.stderr)
-        return 130
-    except Exception as exc:
+    except BaseException as exc:
+        # a signal may surface as another exception from inside a C extension: the flag tells
+        if interrupted or isinstance(exc, KeyboardInterrupt):
+            print("llm-gateway export: interrupted; nothing was written", file=sys.stderr)
+            return 130
+        if not isinstance(exc, Exception):
+            raise
         if os.environ.get("LLM_GATEWAY_DEBUG"):
             traceback.print_exc()
         print(
@@ -101,3 +106,16 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:
         print(dest)
     return 0
+
+
+def _trap_signals() -> list[int]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt (the staging folder is removed on the way out)."""
+    caught: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        caught.append(signum)
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+    return caught

@@ -63,6 +63,11 @@ def staged_folder(dest: Path, force: bool) -> Iterator[Path]:
 
 
 def _commit(tmp: Path, dest: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in tmp.iterdir():  # onnx writes external data 0600; a model folder is meant to be readable
+        if path.is_file():
+            path.chmod(0o666 & ~umask)
     old = None
     if dest.exists():
         old = dest.with_name(f".{dest.name}.old-{os.getpid()}")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+# ORT 1.32 on Linux otherwise writes a telemetry store under ~/.cache (and creates HOME if missing);
+# it reads the variable when the first session is created, so setting it here, after import, works.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 import onnxruntime as ort
 
