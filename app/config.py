@@ -51,7 +51,7 @@ class Settings:
     """Requests queued beyond the running batch; more get 429."""
     max_model_len: int = 2048
     """Context per sequence (prompt + generated), at most the model's own."""
-    prefill_chunk: int = 256
+    prefill_chunk: int = 128
     """Prompt tokens per prefill call while other streams are decoding."""
     warmup: bool = True
     """Run one generation before reporting ready."""

@@ -39,7 +39,7 @@ class EngineConfig:
     max_running: int = 16
     max_waiting: int = 64
     max_len: int = 2048
-    prefill_chunk: int = 256
+    prefill_chunk: int = 128
 
 
 class RequestStream:

@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Request, post
 from litestar.datastructures import State
+from litestar.params import JSONBody
 from litestar.response import Response, Stream
 
 from app import generation
@@ -40,7 +41,9 @@ def sampling_params(data: GenerateRequest, default_max: int) -> SamplingParams:
 @post(
     "/v1/generate", summary="Generate text from a prompt (native route)", tags=["native"], status_code=200, responses={}
 )
-async def generate(request: Request[Any, Any, Any], state: State, data: GenerateRequest) -> Response[Any] | Stream:
+async def generate(
+    request: Request[Any, Any, Any], state: State, data: JSONBody[GenerateRequest]
+) -> Response[Any] | Stream:
     gateway: Gateway = state.gateway
     engine = gateway.require_engine()
     settings = gateway.settings

@@ -9,6 +9,7 @@ from typing import Any
 
 from litestar import Request, post
 from litestar.datastructures import State
+from litestar.params import JSONBody
 from litestar.response import Response, Stream
 
 from app import generation
@@ -124,7 +125,9 @@ def _fingerprint(gateway: Gateway) -> str:
 
 
 @post("/v1/completions", summary="OpenAI-compatible text completion", tags=["openai"], status_code=200)
-async def completions(request: Request[Any, Any, Any], state: State, data: CompletionRequest) -> Response[Any] | Stream:
+async def completions(
+    request: Request[Any, Any, Any], state: State, data: JSONBody[CompletionRequest]
+) -> Response[Any] | Stream:
     gateway: Gateway = state.gateway
     gateway.check_model(data.model)
     _refuse_unsupported(data)
@@ -212,7 +215,7 @@ def _completion_logprobs(engine: Engine, items: list[TokenLogprob], offset: int)
 
 @post("/v1/chat/completions", summary="OpenAI-compatible chat completion", tags=["openai"], status_code=200)
 async def chat_completions(
-    request: Request[Any, Any, Any], state: State, data: ChatCompletionRequest
+    request: Request[Any, Any, Any], state: State, data: JSONBody[ChatCompletionRequest]
 ) -> Response[Any] | Stream:
     gateway: Gateway = state.gateway
     gateway.check_model(data.model)

@@ -7,6 +7,7 @@ from typing import Any
 import onnxruntime
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
+from litestar.params import JSONBody
 
 from app.errors import ApiError
 from app.metrics import CONTENT_TYPE
@@ -93,7 +94,7 @@ async def info(state: State) -> dict[str, Any]:
 
 
 @post("/v1/tokenize", summary="Text or chat messages to token ids", tags=["tokenizer"], status_code=200)
-async def tokenize(state: State, data: TokenizeRequest) -> TokenizeResponse:
+async def tokenize(state: State, data: JSONBody[TokenizeRequest]) -> TokenizeResponse:
     engine = state.gateway.require_engine()
     tok = engine.tokenizer
     if (data.prompt is None) == (data.messages is None):
@@ -106,7 +107,7 @@ async def tokenize(state: State, data: TokenizeRequest) -> TokenizeResponse:
 
 
 @post("/v1/detokenize", summary="Token ids to text", tags=["tokenizer"], status_code=200)
-async def detokenize(state: State, data: DetokenizeRequest) -> DetokenizeResponse:
+async def detokenize(state: State, data: JSONBody[DetokenizeRequest]) -> DetokenizeResponse:
     engine = state.gateway.require_engine()
     vocab = engine.manifest.model.vocab_size
     bad = next((t for t in data.tokens if not 0 <= t < vocab), None)
