@@ -5,13 +5,16 @@ Measured on SmolLM2-135M on this project's 2-vCPU machine (docs/export.md has th
   Symmetric 8-bit from the quantizer decodes garbage on ORT 1.32, so it is asymmetric on purpose.
   Optimum's ORTQuantizer dynamic int8 (avx512_vnni, per channel) was tried too: perplexity x5. Not used.
 - 4-bit blocks, asymmetric, block 32, lm_head kept at 8 bits: +22% perplexity, fastest decode.
+Both quantized levels also turn the token embedding into 8-bit blocks (GatherBlockQuantized).
 """
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
 import onnx
+from onnx import helper, numpy_helper
 
 from app.engine.manifest import Quant, Recipe
 from export.surgery import lm_head_node
@@ -55,7 +58,85 @@ def quantize(model: onnx.ModelProto, quant: Quant) -> tuple[onnx.ModelProto, Rec
     else:
         model = _matmul_nbits(model, recipe, bits, exclude=[head], include=None)
         model = _matmul_nbits(model, recipe, lm_bits, exclude=[], include=[head])
+    quantize_embedding(model)
     return model, recipe
+
+
+def quantize_embedding(model: onnx.ModelProto, block_size: int = BLOCK_SIZE) -> bool:
+    """The token embedding Gather -> GatherBlockQuantized, 8-bit blocks (absmax / 127, zero point 128).
+
+    The graphs read one embedding row per token, but ONNX Runtime keeps the whole fp32 table in memory:
+    113 MB of SmolLM2's 275 MB. 8-bit blocks of 32 take 31 MB, and they are exact for a GGUF whose
+    embedding is Q8_0 (same blocks, same absmax scale). Returns whether an embedding was found.
+    """
+    graph = model.graph
+    inits = {init.name: init for init in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    for node in graph.node:
+        if node.op_type != "Gather" or node.domain not in ("", "ai.onnx"):
+            continue
+        table = _float_table(node.input[0], inits, producers)
+        if table is None or table.shape[1] % block_size:
+            continue
+        vocab, hidden = table.shape
+        blocks = table.reshape(vocab, hidden // block_size, block_size)  # [V, H / 32, 32]
+        scale = np.abs(blocks).max(-1) / 127.0  # [V, H / 32]
+        scale[scale == 0] = 1.0
+        q = np.clip(np.round(blocks / scale[..., None]), -127, 127).astype(np.int16) + 128
+        name = node.name or node.output[0]
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(q.astype(np.uint8).reshape(vocab, hidden), f"{name}.q8"),
+                numpy_helper.from_array(scale.astype(np.float32), f"{name}.scales"),
+                numpy_helper.from_array(np.full(scale.shape, 128, np.uint8), f"{name}.zero_points"),
+            ]
+        )
+        replacement = helper.make_node(
+            "GatherBlockQuantized",
+            [f"{name}.q8", node.input[1], f"{name}.scales", f"{name}.zero_points"],
+            list(node.output),
+            name=f"{name}_Q8",
+            domain="com.microsoft",
+            gather_axis=0,
+            quantize_axis=1,
+            block_size=block_size,
+            bits=8,
+        )
+        index = list(graph.node).index(node)
+        graph.node.remove(node)
+        graph.node.insert(index, replacement)
+        _drop_unused(graph)
+        return True
+    return False
+
+
+def _float_table(name: str, inits: dict, producers: dict) -> np.ndarray | None:
+    """The 2-D float table behind a Gather's data input: an initializer, or a Transpose of one."""
+    if name in inits:
+        array = numpy_helper.to_array(inits[name])
+    elif name in producers and producers[name].op_type == "Transpose" and producers[name].input[0] in inits:
+        array = numpy_helper.to_array(inits[producers[name].input[0]]).T
+    else:
+        return None
+    if array.ndim != 2 or array.dtype != np.float32:
+        return None
+    return np.ascontiguousarray(array)
+
+
+def _drop_unused(graph: onnx.GraphProto) -> None:
+    """Remove nodes whose outputs nobody reads, then initializers nobody reads."""
+    outputs = {o.name for o in graph.output}
+    while True:
+        used = {name for node in graph.node for name in node.input} | outputs
+        dead = [n for n in graph.node if n.op_type == "Transpose" and not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for node in dead:
+            graph.node.remove(node)
+    used = {name for node in graph.node for name in node.input} | {i.name for i in graph.input}
+    keep = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
 
 
 def _matmul_nbits(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import json
+import math
+
+import onnx
 
 import pytest
 
@@ -37,6 +41,12 @@ def test_int8_export_and_default_folder_name(tiny_source, tmp_path):
     folder = tmp_path / "models" / "tiny-llama-gqa-int8"
     manifest = read_manifest(folder)
     assert manifest.recipe.method == "matmulnbits" and manifest.recipe.bits == 8
+    graph = onnx.load(str(folder / manifest.io.onnx_file), load_external_data=False).graph
+    ops = collections.Counter(n.op_type for n in graph.node)
+    assert ops["MatMulNBits"] == 2 * 5 + 1 and ops["GatherBlockQuantized"] == 1  # layers x (qkv, o, gate, up, down)
+    table = manifest.model.vocab_size * manifest.model.hidden_size
+    fp32 = [i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT and math.prod(i.dims) >= table]
+    assert fp32 == []  # neither the embedding nor the lm_head is left in fp32
     assert manifest.validation.perplexity_increase_pct < 2.0
     for stage in ("load", "export", "quantize", "validate", "write"):
         assert stage in proc.stderr  # progress per stage, with timings
