@@ -7,7 +7,6 @@ import json
 import math
 
 import onnx
-
 import pytest
 
 from app.engine.manifest import read_manifest
