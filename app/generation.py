@@ -16,6 +16,7 @@ from app.engine.request import TokenEvent, TokenLogprob
 from app.engine.stopping import FinishReason
 from app.errors import ApiError, from_engine
 from app.schemas import Timings, Usage
+from app.state import Gateway
 
 FINISH_REASONS = {  # the one table from engine reasons to API strings
     FinishReason.STOP: "stop",
@@ -99,6 +100,57 @@ class Job:
             ttft_ms=round(self.choices[0].ttft_s * 1000, 1),
             finish_reason=",".join(sorted({c.finish_reason or "abort" for c in self.choices})),
         )
+
+
+def sampling_params(
+    data: Any, *, max_new_tokens: int, min_new_tokens: int, logprobs: bool = False, top_logprobs: int = 0
+) -> SamplingParams:
+    """The sampling fields every generation route shares, read off its request Struct."""
+    stop = (data.stop,) if isinstance(data.stop, str) else tuple(data.stop or ())
+    return SamplingParams(
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=min_new_tokens,
+        temperature=data.temperature,
+        top_k=data.top_k,
+        top_p=data.top_p,
+        min_p=data.min_p,
+        repetition_penalty=data.repetition_penalty,
+        presence_penalty=data.presence_penalty,
+        frequency_penalty=data.frequency_penalty,
+        seed=data.seed,
+        stop=stop,
+        stop_token_ids=tuple(data.stop_token_ids or ()),
+        ignore_eos=data.ignore_eos,
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
+    )
+
+
+def start(
+    scope: dict[str, Any],
+    gateway: Gateway,
+    prompt_ids: list[int],
+    data: Any,
+    *,
+    max_new_tokens: int | None,
+    min_new_tokens: int,
+    n: int = 1,
+    logprobs: bool = False,
+    top_logprobs: int = 0,
+) -> Job:
+    """Build the request's SamplingParams (the server's default length when it gave none) and submit it."""
+    engine = gateway.require_engine()
+    settings = gateway.settings
+    default_max = max(1, min(settings.default_max_tokens, engine.max_len - len(prompt_ids)))
+    params = sampling_params(
+        data,
+        max_new_tokens=max_new_tokens or default_max,
+        min_new_tokens=min_new_tokens,
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
+    )
+    state = scope["state"]
+    return submit(engine, prompt_ids, params, n, state["request_id"], settings.request_timeout, state["log"])
 
 
 def submit(

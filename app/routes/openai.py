@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, NamedTuple
 
 from litestar import Request, post
 from litestar.datastructures import State
@@ -14,12 +15,10 @@ from litestar.response import Response, Stream
 
 from app import generation
 from app.engine.engine import Engine
-from app.engine.params import SamplingParams
-from app.engine.request import TokenLogprob
+from app.engine.request import TokenEvent, TokenLogprob
 from app.errors import ApiError
 from app.generation import KEEPALIVE, Job
 from app.routes.messages import to_template_messages
-from app.routes.system import request_id
 from app.schemas import (
     AssistantMessage,
     ChatChoice,
@@ -61,29 +60,6 @@ def _refuse_unsupported(data: CompletionRequest | ChatCompletionRequest) -> None
             raise ApiError(400, 'only response_format {"type": "text"} is supported', param="response_format")
 
 
-def _params(
-    data: CompletionRequest | ChatCompletionRequest, max_tokens: int, logprobs: bool, top_logprobs: int
-) -> SamplingParams:
-    stop = (data.stop,) if isinstance(data.stop, str) else tuple(data.stop or ())
-    return SamplingParams(
-        max_new_tokens=max_tokens,
-        min_new_tokens=data.min_tokens,
-        temperature=data.temperature,
-        top_k=data.top_k,
-        top_p=data.top_p,
-        min_p=data.min_p,
-        repetition_penalty=data.repetition_penalty,
-        presence_penalty=data.presence_penalty,
-        frequency_penalty=data.frequency_penalty,
-        seed=data.seed,
-        stop=stop,
-        stop_token_ids=tuple(data.stop_token_ids or ()),
-        ignore_eos=data.ignore_eos,
-        logprobs=logprobs,
-        top_logprobs=top_logprobs,
-    )
-
-
 def _completion_prompt(engine: Engine, prompt: Any) -> list[int]:
     if isinstance(prompt, str):
         return engine.tokenizer.encode(prompt)
@@ -99,26 +75,19 @@ def _completion_prompt(engine: Engine, prompt: Any) -> list[int]:
     )
 
 
-def _start(
-    request: Request[Any, Any, Any],
-    gateway: Gateway,
-    data: CompletionRequest | ChatCompletionRequest,
-    prompt_ids: list[int],
-    requested_max: int | None,
-    logprobs: bool,
-    top_logprobs: int,
-) -> Job:
-    engine = gateway.require_engine()
-    settings = gateway.settings
-    default_max = max(1, min(settings.default_max_tokens, engine.max_len - len(prompt_ids)))
-    params = _params(data, requested_max or default_max, logprobs, top_logprobs)
-    log = request.scope["state"]["log"]
-    return generation.submit(engine, prompt_ids, params, data.n, request_id(request), settings.request_timeout, log)
+class Meta(NamedTuple):
+    """The fields every OpenAI response and chunk of one request repeats."""
 
+    id: str
+    created: int
+    model: str
+    system_fingerprint: str
 
-def _fingerprint(gateway: Gateway) -> str:
-    m = gateway.manifest
-    return f"llm-gateway-{m.graph}-{m.quant}-{m.source.sha256[:8]}"
+    @classmethod
+    def new(cls, prefix: str, gateway: Gateway) -> Meta:
+        m = gateway.manifest
+        fingerprint = f"llm-gateway-{m.graph}-{m.quant}-{m.source.sha256[:8]}"
+        return cls(f"{prefix}-{uuid.uuid4().hex}", int(time.time()), gateway.model_id, fingerprint)
 
 
 # -- /v1/completions ---------------------------------------------------------------------------------------
@@ -135,9 +104,18 @@ async def completions(
     prompt_ids = _completion_prompt(engine, data.prompt)
     if gateway.settings.log_prompts:
         request.scope["state"]["log"]["prompt"] = data.prompt
-    top = data.logprobs or 0
-    job = _start(request, gateway, data, prompt_ids, data.max_tokens, data.logprobs is not None, top)
-    meta = (f"cmpl-{uuid.uuid4().hex}", int(time.time()), gateway.model_id, _fingerprint(gateway))
+    job = generation.start(
+        request.scope,
+        gateway,
+        prompt_ids,
+        data,
+        max_new_tokens=data.max_tokens,
+        min_new_tokens=data.min_tokens,
+        n=data.n,
+        logprobs=data.logprobs is not None,
+        top_logprobs=data.logprobs or 0,
+    )
+    meta = Meta.new("cmpl", gateway)
     include_usage = bool(data.stream_options and data.stream_options.include_usage)
     if data.stream:
         return sse_response(_completion_stream(job, engine, meta, include_usage, gateway.settings.sse_keepalive))
@@ -151,49 +129,56 @@ async def completions(
         )
         for c in job.choices
     ]
-    return Response(
-        Completion(
-            id=meta[0], created=meta[1], model=meta[2], choices=choices, usage=job.usage(), system_fingerprint=meta[3]
-        )
-    )
+    return Response(Completion(**meta._asdict(), choices=choices, usage=job.usage()))
 
 
 async def _completion_stream(
-    job: Job, engine: Engine, meta: tuple[str, int, str, str], include_usage: bool, keepalive: float
+    job: Job, engine: Engine, meta: Meta, include_usage: bool, keepalive: float
 ) -> AsyncIterator[bytes]:
-    cid, created, model, fingerprint = meta
     offsets = [0] * len(job.choices)
-    async for item in generation.merged(job, keepalive):
-        if item is KEEPALIVE:
-            yield KEEPALIVE_FRAME
-            continue
-        index, event = item
-        if event.error:
-            yield _error_frame(event.error)
-            yield DONE_FRAME
-            return
+
+    def render(index: int, event: TokenEvent) -> Iterator[bytes]:
         if not event.text and not event.finished and not event.logprobs:
-            continue
-        logprobs = None
-        if event.logprobs:
-            logprobs = _completion_logprobs(engine, event.logprobs, offsets[index])
+            return
+        logprobs = _completion_logprobs(engine, event.logprobs, offsets[index]) if event.logprobs else None
         offsets[index] += len(event.text)
         finish = job.choices[index].finish_reason if event.finished else None
-        chunk = Completion(
-            id=cid,
-            created=created,
-            model=model,
-            usage=None,
-            system_fingerprint=fingerprint,
-            choices=[CompletionChoice(index=index, text=event.text, logprobs=logprobs, finish_reason=finish)],
-        )
-        yield frame(chunk)
-    if include_usage:
         yield frame(
             Completion(
-                id=cid, created=created, model=model, choices=[], usage=job.usage(), system_fingerprint=fingerprint
+                **meta._asdict(),
+                usage=None,
+                choices=[CompletionChoice(index=index, text=event.text, logprobs=logprobs, finish_reason=finish)],
             )
         )
+
+    usage = Completion(**meta._asdict(), choices=[], usage=None)
+    async for chunk in _openai_sse(job, keepalive, render, usage if include_usage else None):
+        yield chunk
+
+
+async def _openai_sse(
+    job: Job,
+    keepalive: float,
+    render: Callable[[int, TokenEvent], Iterator[bytes]],
+    usage_chunk: Completion | ChatCompletionChunk | None,
+) -> AsyncIterator[bytes]:
+    """The SSE life of an OpenAI stream: rendered events, keep-alives, an error frame if the engine fails,
+    the usage chunk (when asked for) and `data: [DONE]`."""
+    async with contextlib.aclosing(generation.merged(job, keepalive)) as events:
+        async for item in events:
+            if item is KEEPALIVE:
+                yield KEEPALIVE_FRAME
+                continue
+            index, event = item
+            if event.error:
+                yield frame(ErrorBody(ErrorDetail(message=event.error, type="server_error", code="engine_error")))
+                yield DONE_FRAME
+                return
+            for chunk in render(index, event):
+                yield chunk
+    if usage_chunk is not None:
+        usage_chunk.usage = job.usage()
+        yield frame(usage_chunk)
     yield DONE_FRAME
 
 
@@ -228,8 +213,18 @@ async def chat_completions(
     top = data.top_logprobs or 0
     if top and not data.logprobs:
         raise ApiError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
-    job = _start(request, gateway, data, prompt_ids, data.max_completion_tokens or data.max_tokens, data.logprobs, top)
-    meta = (f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), gateway.model_id, _fingerprint(gateway))
+    job = generation.start(
+        request.scope,
+        gateway,
+        prompt_ids,
+        data,
+        max_new_tokens=data.max_completion_tokens or data.max_tokens,
+        min_new_tokens=data.min_tokens,
+        n=data.n,
+        logprobs=data.logprobs,
+        top_logprobs=top,
+    )
+    meta = Meta.new("chatcmpl", gateway)
     include_usage = bool(data.stream_options and data.stream_options.include_usage)
     if data.stream:
         return sse_response(_chat_stream(job, engine, meta, include_usage, gateway.settings.sse_keepalive))
@@ -243,52 +238,32 @@ async def chat_completions(
         )
         for c in job.choices
     ]
-    return Response(
-        ChatCompletion(
-            id=meta[0], created=meta[1], model=meta[2], choices=choices, usage=job.usage(), system_fingerprint=meta[3]
-        )
-    )
+    return Response(ChatCompletion(**meta._asdict(), choices=choices, usage=job.usage()))
 
 
 async def _chat_stream(
-    job: Job, engine: Engine, meta: tuple[str, int, str, str], include_usage: bool, keepalive: float
+    job: Job, engine: Engine, meta: Meta, include_usage: bool, keepalive: float
 ) -> AsyncIterator[bytes]:
-    cid, created, model, fingerprint = meta
-
     def chunk(index: int, delta: ChatDelta, finish: str | None, logprobs: ChatLogprobs | None = None) -> bytes:
         return frame(
             ChatCompletionChunk(
-                id=cid,
-                created=created,
-                model=model,
-                system_fingerprint=fingerprint,
+                **meta._asdict(),
                 choices=[ChatChunkChoice(index=index, delta=delta, logprobs=logprobs, finish_reason=finish)],
             )
         )
 
-    for choice in job.choices:
-        yield chunk(choice.index, ChatDelta(role="assistant", content=""), None)
-    async for item in generation.merged(job, keepalive):
-        if item is KEEPALIVE:
-            yield KEEPALIVE_FRAME
-            continue
-        index, event = item
-        if event.error:
-            yield _error_frame(event.error)
-            yield DONE_FRAME
-            return
+    def render(index: int, event: TokenEvent) -> Iterator[bytes]:
         logprobs = ChatLogprobs(_chat_logprobs(engine, event.logprobs)) if event.logprobs else None
         if event.text or logprobs is not None:
             yield chunk(index, ChatDelta(content=event.text), None, logprobs)
         if event.finished:
             yield chunk(index, ChatDelta(), job.choices[index].finish_reason)
-    if include_usage:
-        yield frame(
-            ChatCompletionChunk(
-                id=cid, created=created, model=model, choices=[], system_fingerprint=fingerprint, usage=job.usage()
-            )
-        )
-    yield DONE_FRAME
+
+    for choice in job.choices:
+        yield chunk(choice.index, ChatDelta(role="assistant", content=""), None)
+    usage = ChatCompletionChunk(**meta._asdict(), choices=[])
+    async for frame_ in _openai_sse(job, keepalive, render, usage if include_usage else None):
+        yield frame_
 
 
 def _chat_logprobs(engine: Engine, items: list[TokenLogprob]) -> list[ChatTokenLogprob]:
@@ -304,7 +279,3 @@ def _chat_logprobs(engine: Engine, items: list[TokenLogprob]) -> list[ChatTokenL
         tops = [TopLogprob(token=t, logprob=lp, bytes=b) for (t, b), lp in ((entry(i), lp) for i, lp in item.top)]
         out.append(ChatTokenLogprob(token=text, logprob=item.logprob, bytes=raw, top_logprobs=tops))
     return out
-
-
-def _error_frame(message: str) -> bytes:
-    return frame(ErrorBody(ErrorDetail(message=message, type="server_error", code="engine_error")))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import onnxruntime
-from litestar import Request, Response, get, post
+from litestar import Response, get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody
 
@@ -114,10 +114,6 @@ async def detokenize(state: State, data: JSONBody[DetokenizeRequest]) -> Detoken
     if bad is not None:
         raise ApiError(400, f"token id {bad} is outside the vocabulary [0, {vocab})", param="tokens")
     return DetokenizeResponse(prompt=engine.tokenizer.decode(data.tokens, skip_special_tokens=False))
-
-
-def request_id(request: Request[Any, Any, Any]) -> str:
-    return request.scope.get("state", {}).get("request_id", "")
 
 
 ROUTES = [health, ready, metrics, models, info, tokenize, detokenize]

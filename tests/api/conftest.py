@@ -125,3 +125,10 @@ def sse_frames(lines: Iterator[str]) -> list[dict]:
     if current:
         frames.append(current)
     return frames
+
+
+def stream_frames(url: str, body: dict, headers: dict | None = None) -> tuple[httpx.Response, list[dict]]:
+    """POST `body` and read the whole SSE answer as frames."""
+    with httpx.stream("POST", url, json=body, headers=headers, timeout=120) as resp:
+        frames = sse_frames(resp.iter_lines())
+    return resp, frames

@@ -16,7 +16,9 @@ import uvicorn
 
 from app.config import load_settings
 from app.server import create_app
-from tests.api.conftest import free_port, sse_frames
+from tests.api.conftest import free_port, stream_frames
+
+STREAM_50 = {"prompt": "Hello", "max_new_tokens": 50, "stream": True, "ignore_eos": True}
 
 
 @pytest.fixture
@@ -60,18 +62,13 @@ def fail_decode_after(gateway, steps: int) -> dict:
 def test_stream_ends_with_an_error_event_and_the_server_keeps_serving(inprocess):
     url, gateway = inprocess
     fail_decode_after(gateway, steps=5)
-    with httpx.stream(
-        "POST",
-        f"{url}/v1/chat/completions",
-        timeout=60,
-        json={
-            "messages": [{"role": "user", "content": "Tell me a story"}],
-            "max_tokens": 100,
-            "stream": True,
-            "ignore_eos": True,
-        },
-    ) as resp:
-        frames = sse_frames(resp.iter_lines())
+    chat = {
+        "messages": [{"role": "user", "content": "Tell me a story"}],
+        "max_tokens": 100,
+        "stream": True,
+        "ignore_eos": True,
+    }
+    _, frames = stream_frames(f"{url}/v1/chat/completions", chat)
     datas = [f["data"] for f in frames if "data" in f]
     assert datas[-1] == "[DONE]"
     error = json.loads(datas[-2])["error"]
@@ -79,23 +76,11 @@ def test_stream_ends_with_an_error_event_and_the_server_keeps_serving(inprocess)
     contents = [json.loads(d)["choices"][0]["delta"].get("content") for d in datas[1:-2]]
     assert 3 <= len([c for c in contents if c]) <= 6  # tokens were flowing before the failure
 
-    with httpx.stream(
-        "POST",
-        f"{url}/v1/generate",
-        timeout=60,
-        json={"prompt": "Hello", "max_new_tokens": 50, "stream": True, "ignore_eos": True},
-    ) as resp:
-        native = sse_frames(resp.iter_lines())
+    _, native = stream_frames(f"{url}/v1/generate", STREAM_50)
     assert native[-1]["data"].startswith("{") and "error" not in native[-1].get("event", "")
 
     fail_decode_after(gateway, steps=2)
-    with httpx.stream(
-        "POST",
-        f"{url}/v1/generate",
-        timeout=60,
-        json={"prompt": "Hello", "max_new_tokens": 50, "stream": True, "ignore_eos": True},
-    ) as resp:
-        native = sse_frames(resp.iter_lines())
+    _, native = stream_frames(f"{url}/v1/generate", STREAM_50)
     assert native[-1]["event"] == "error" and "simulated" in json.loads(native[-1]["data"])["error"]["message"]
 
     r = httpx.post(f"{url}/v1/generate", json={"prompt": "Hello", "max_new_tokens": 5, "ignore_eos": True})

@@ -6,13 +6,7 @@ import json
 
 import httpx
 
-from tests.api.conftest import sse_frames
-
-
-def stream_frames(url: str, body: dict, headers: dict | None = None) -> tuple[httpx.Response, list[dict]]:
-    with httpx.stream("POST", url, json=body, headers=headers, timeout=60) as resp:
-        frames = sse_frames(resp.iter_lines())
-    return resp, frames
+from tests.api.conftest import stream_frames
 
 
 def test_generate_json(server):
