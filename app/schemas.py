@@ -64,7 +64,7 @@ class ErrorDetail(Struct):
 class ErrorBody(Struct):
     """Every error, on every route: the OpenAI error shape."""
 
-    error: ErrorDetail
+    error: Annotated[ErrorDetail, Meta(description="What went wrong.")]
 
 
 # -- native route ------------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ class _OpenAISampling(Struct, kw_only=True):
     top_p: TopP = 1.0
     n: Annotated[int, Meta(ge=1, le=16, description="Number of choices to generate.")] = 1
     stream: Annotated[bool, Meta(description="Stream chunks as Server-Sent Events, ending with data: [DONE].")] = False
-    stream_options: StreamOptions | None = None
+    stream_options: Annotated[StreamOptions | None, Meta(description="Streaming options (include_usage).")] = None
     stop: Stop | None = None
     seed: Seed | None = None
     presence_penalty: Annotated[Penalty, Meta(description="Penalise tokens that already appeared.")] = 0.0
@@ -178,13 +178,13 @@ class CompletionRequest(_OpenAISampling, kw_only=True):
 
 class ContentPart(Struct, kw_only=True):
     type: Annotated[str, Meta(description="Only text parts are supported.")]
-    text: str | None = None
+    text: Annotated[str | None, Meta(description="The text of a text part.")] = None
 
 
 class ChatMessage(Struct, kw_only=True):
     role: Annotated[str, Meta(description="system, user, assistant (or any role the chat template knows).")]
     content: Annotated[str | list[ContentPart] | None, Meta(description="Text, or a list of text parts.")] = None
-    name: str | None = None
+    name: Annotated[str | None, Meta(description="Accepted and ignored.")] = None
 
 
 class ChatCompletionRequest(_OpenAISampling, kw_only=True):
@@ -288,16 +288,16 @@ class ChatCompletionChunk(Struct):
 
 
 class ModelCard(Struct):
-    id: str
-    created: int
-    owned_by: str
-    max_model_len: int
-    object: Literal["model"] = "model"
+    id: Annotated[str, Meta(description="The model id to send as `model`.")]
+    created: Annotated[int, Meta(description="Unix time the server started serving it.")]
+    owned_by: Annotated[str, Meta(description="Always llm-gateway.")]
+    max_model_len: Annotated[int, Meta(description="Context per sequence: prompt plus generated tokens.")]
+    object: Annotated[Literal["model"], Meta(description="Always model.")] = "model"
 
 
 class ModelList(Struct):
-    data: list[ModelCard]
-    object: Literal["list"] = "list"
+    data: Annotated[list[ModelCard], Meta(description="The served model (one).")]
+    object: Annotated[Literal["list"], Meta(description="Always list.")] = "list"
 
 
 class TokenizeRequest(Struct, kw_only=True):
@@ -311,9 +311,9 @@ class TokenizeRequest(Struct, kw_only=True):
 
 
 class TokenizeResponse(Struct):
-    tokens: list[int]
-    count: int
-    max_model_len: int
+    tokens: Annotated[list[int], Meta(description="The token ids.")]
+    count: Annotated[int, Meta(description="How many.")]
+    max_model_len: Annotated[int, Meta(description="Context per sequence, for comparison.")]
 
 
 class DetokenizeRequest(Struct, kw_only=True):
@@ -321,13 +321,29 @@ class DetokenizeRequest(Struct, kw_only=True):
 
 
 class DetokenizeResponse(Struct):
-    prompt: str
+    prompt: Annotated[str, Meta(description="The text, special tokens included.")]
 
 
 class Health(Struct):
     status: Annotated[str, Meta(description="ok, or loading / warming_up / draining / failed for readiness.")]
-    detail: str | None = None
+    detail: Annotated[str | None, Meta(description="Why the model is not ready, if it failed to load.")] = None
 
 
 def encode(value: Any) -> bytes:
     return msgspec.json.encode(value)
+
+
+def error_responses(*codes: int) -> dict[int, Any]:
+    """OpenAPI entries for the error answers of a route, all in the OpenAI error shape."""
+    from litestar.openapi.datastructures import ResponseSpec
+
+    meaning = {
+        400: "Invalid parameters (`param` names the field) or a prompt that does not fit the context.",
+        401: "Missing or invalid API key.",
+        404: "Another model was asked for.",
+        413: "The request body is larger than the server accepts.",
+        429: "The queue is full; retry after `Retry-After` seconds.",
+        500: "The model runner failed (non-streamed requests).",
+        503: "The model is not ready yet, failed to load, or the server is shutting down.",
+    }
+    return {code: ResponseSpec(data_container=ErrorBody, description=meaning[code]) for code in codes}

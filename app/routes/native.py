@@ -13,13 +13,17 @@ from litestar.response import Response, Stream
 
 from app import generation
 from app.generation import KEEPALIVE, Job
-from app.schemas import ErrorBody, ErrorDetail, GenerateChunk, GenerateRequest, GenerateResponse
+from app.schemas import ErrorBody, ErrorDetail, GenerateChunk, GenerateRequest, GenerateResponse, error_responses
 from app.sse import KEEPALIVE_FRAME, frame, sse_response
 from app.state import Gateway
 
 
 @post(
-    "/v1/generate", summary="Generate text from a prompt (native route)", tags=["native"], status_code=200, responses={}
+    "/v1/generate",
+    summary="Generate text from a prompt (native route)",
+    tags=["native"],
+    status_code=200,
+    responses=error_responses(400, 401, 413, 429, 500, 503),
 )
 async def generate(
     request: Request[Any, Any, Any], state: State, data: JSONBody[GenerateRequest]

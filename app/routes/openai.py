@@ -36,6 +36,7 @@ from app.schemas import (
     ErrorBody,
     ErrorDetail,
     TopLogprob,
+    error_responses,
 )
 from app.sse import DONE_FRAME, KEEPALIVE_FRAME, frame, sse_response
 from app.state import Gateway
@@ -93,7 +94,13 @@ class Meta(NamedTuple):
 # -- /v1/completions ---------------------------------------------------------------------------------------
 
 
-@post("/v1/completions", summary="OpenAI-compatible text completion", tags=["openai"], status_code=200)
+@post(
+    "/v1/completions",
+    summary="OpenAI-compatible text completion",
+    tags=["openai"],
+    status_code=200,
+    responses=error_responses(400, 401, 404, 413, 429, 500, 503),
+)
 async def completions(
     request: Request[Any, Any, Any], state: State, data: JSONBody[CompletionRequest]
 ) -> Response[Any] | Stream:
@@ -198,7 +205,13 @@ def _completion_logprobs(engine: Engine, items: list[TokenLogprob], offset: int)
 # -- /v1/chat/completions ----------------------------------------------------------------------------------
 
 
-@post("/v1/chat/completions", summary="OpenAI-compatible chat completion", tags=["openai"], status_code=200)
+@post(
+    "/v1/chat/completions",
+    summary="OpenAI-compatible chat completion",
+    tags=["openai"],
+    status_code=200,
+    responses=error_responses(400, 401, 404, 413, 429, 500, 503),
+)
 async def chat_completions(
     request: Request[Any, Any, Any], state: State, data: JSONBody[ChatCompletionRequest]
 ) -> Response[Any] | Stream:
