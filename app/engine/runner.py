@@ -26,18 +26,30 @@ from app.engine.manifest import GraphIO, GraphKind, Manifest, ModelShape
 LOGITS_TO_KEEP = "num_logits_to_keep"
 
 
-def lazy_zeros(shape: tuple[int, ...]) -> np.ndarray:
-    """A float32 zero array whose memory is committed page by page as positions are written.
+class SlotBuffer:
+    """A float32 zero array `[slots, ...]` whose memory is committed page by page as positions are
+    written, and handed back to the OS slot by slot when a slot empties.
 
-    np.zeros would do the same, but numpy asks for transparent huge pages on large arrays: the first
-    write into each 2 MB region then zeroes (and may compact memory for) a whole huge page. Measured:
-    a 40-token prefill into a fresh slot took 200+ ms instead of 40, and RSS grew ~180 MB per slot used.
+    np.zeros would commit lazily too, but numpy asks for transparent huge pages on large arrays: the
+    first write into each 2 MB region then zeroes (and may compact memory for) a whole huge page.
+    Measured: a 40-token prefill into a fresh slot took 200+ ms instead of 40, and RSS grew ~180 MB per
+    slot used. `discard` keeps RSS following the live sequences, not the longest one ever served.
     """
-    size = int(np.prod(shape)) * 4
-    buf = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    if hasattr(mmap, "MADV_NOHUGEPAGE"):
-        buf.madvise(mmap.MADV_NOHUGEPAGE)
-    return np.frombuffer(buf, np.float32, count=int(np.prod(shape))).reshape(shape)
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        count = int(np.prod(shape))
+        self._map = mmap.mmap(-1, max(count * 4, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if hasattr(mmap, "MADV_NOHUGEPAGE"):
+            self._map.madvise(mmap.MADV_NOHUGEPAGE)
+        self.array = np.frombuffer(self._map, np.float32, count=count).reshape(shape)
+        self.slot_bytes = self.array.strides[0]
+
+    def discard(self, slot: int) -> None:
+        """Drop the slot's pages: they read as zeros again, and cost nothing until written."""
+        start = -(-slot * self.slot_bytes // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the slot
+        end = (slot + 1) * self.slot_bytes // mmap.PAGESIZE * mmap.PAGESIZE
+        if end > start:
+            self._map.madvise(mmap.MADV_DONTNEED, start, end - start)
 
 
 class ModelRunner(Protocol):
@@ -124,8 +136,9 @@ class GqaRunner(_RunnerBase):
     ) -> None:
         super().__init__(session, shape, io, max_slots, max_len)
         kv_shape = (max_slots, shape.num_kv_heads, max_len, shape.head_dim)
-        self._kv = [lazy_zeros(kv_shape) for _ in self._kv_names]
-        self._slot_bytes = self._kv[0].strides[0]
+        self._buffers = [SlotBuffer(kv_shape) for _ in self._kv_names]
+        self._kv = [b.array for b in self._buffers]
+        self._slot_bytes = self._buffers[0].slot_bytes
         self._decode_io: tuple[int, ort.IOBinding] | None = None
 
     def _bind_kv(self, io: ort.IOBinding, first: int, count: int) -> None:
@@ -164,9 +177,11 @@ class GqaRunner(_RunnerBase):
     def move(self, src: int, dst: int, length: int) -> None:
         for buf in self._kv:
             buf[dst, :, :length] = buf[src, :, :length]
+        self.release(src)
 
     def release(self, slot: int) -> None:
-        """Nothing to free: the slot's buffer is overwritten by its next owner."""
+        for buf in self._buffers:
+            buf.discard(slot)
 
     def forward_full(self, token_ids: Sequence[int]) -> np.ndarray:
         ids = np.asarray(token_ids, np.int64).reshape(1, -1)
