@@ -1,0 +1,131 @@
+"""What the figures were measured on: CPU, cores, memory, library versions, git commit."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+LIBRARIES = (
+    "llm-gateway", "onnxruntime", "numpy", "tokenizers", "torch", "transformers", "optimum", "optimum-onnx",
+    "onnx", "litestar", "uvicorn", "httpx", "matplotlib",
+)  # fmt: skip
+# the flags that decide which kernels ORT and PyTorch pick on x86
+KEY_FLAGS = (
+    "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx_vnni",
+    "amx_tile", "amx_int8", "amx_bf16",
+)  # fmt: skip
+
+
+def cpu_info(cpuinfo: str) -> dict[str, Any]:
+    """Model name and flags from the text of /proc/cpuinfo (first processor)."""
+    model: str | None = None
+    flags: list[str] = []
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model is None:
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = value.split()
+    model = model or platform.processor() or "unknown"
+    return {"model": model, "key_flags": [f for f in KEY_FLAGS if f in flags], "flags": flags}
+
+
+def memory_bytes(meminfo: str) -> int | None:
+    for line in meminfo.splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def busy_cpu_seconds(stat: str) -> float:
+    """CPU time the whole machine spent busy, from the text of /proc/stat (all cores together)."""
+    fields = [int(v) for v in stat.splitlines()[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU time of this process and of its children that have been waited for."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process from /proc/<pid>/stat (0 once it is gone)."""
+    text = _read(f"/proc/{pid}/stat")
+    if not text:
+        return 0.0
+    fields = text.rsplit(")", 1)[1].split()  # the command name may hold spaces and parentheses
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class CpuMark:
+    busy: float  # machine busy CPU-seconds
+    own: float  # this process tree's CPU-seconds
+    wall: float
+
+
+def cpu_mark(pids: list[int]) -> CpuMark:
+    """Where the CPU counters stand; `pids` are the live children (reaped ones are in own_cpu_seconds)."""
+    own = own_cpu_seconds() + sum(process_cpu_seconds(pid) for pid in pids)
+    return CpuMark(busy_cpu_seconds(_read("/proc/stat") or "cpu 0"), own, time.monotonic())
+
+
+def foreign_share(start: CpuMark, end: CpuMark) -> tuple[float, float]:
+    """(CPU-seconds, share of the machine) that other processes used between two marks."""
+    foreign = max(0.0, (end.busy - start.busy) - (end.own - start.own))
+    capacity = (end.wall - start.wall) * (os.cpu_count() or 1)
+    return foreign, (foreign / capacity if capacity > 0 else 0.0)
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def git_state(repo: Path) -> dict[str, Any]:
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    sha = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"sha": sha, "dirty": bool(status) if status is not None else None}
+
+
+def library_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def describe_machine() -> dict[str, Any]:
+    return {
+        "cpu": cpu_info(_read("/proc/cpuinfo")),
+        "cores": os.cpu_count(),
+        "memory_bytes": memory_bytes(_read("/proc/meminfo")),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "libraries": library_versions(),
+        "git": git_state(Path(__file__).resolve().parent.parent),
+    }

@@ -1,0 +1,97 @@
+"""`llm-gateway serve` as a subprocess: start it on a free port, wait for /v1/ready, read its peak RSS,
+stop it with SIGTERM (the way an orchestrator would)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+
+class ServerError(Exception):
+    """The server did not come up, or died; the message holds the end of its log."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    host = "127.0.0.1"
+
+    def __init__(self, model_dir: Path, threads: int, log_path: Path) -> None:
+        self.port = free_port()
+        self.started = time.monotonic()
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        env = {**os.environ, "LLM_GATEWAY_THREADS": str(threads)}
+        cmd = [sys.executable, "-m", "app.cli", "serve", "--model", str(model_dir), "--port", str(self.port)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env)
+        self._poller: threading.Thread | None = None
+        self._ready_after: float | None = None
+        self._failure: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def wait_ready(self, timeout: float) -> float:
+        """Seconds from the process start until GET /v1/ready first answered 200. Polling starts at once in a
+        thread (see `start_polling`), so the figure does not depend on when the caller gets round to asking."""
+        if self._poller is None:
+            self.start_polling(timeout)
+        assert self._poller is not None
+        self._poller.join()
+        if self._ready_after is None:
+            raise ServerError(self._failure or f"`llm-gateway serve` was not ready:\n{self.log_tail()}")
+        return self._ready_after
+
+    def start_polling(self, timeout: float) -> None:
+        self._poller = threading.Thread(target=self._poll, args=(timeout,), name="bench-ready", daemon=True)
+        self._poller.start()
+
+    def _poll(self, timeout: float) -> None:
+        with httpx.Client(base_url=self.base_url, timeout=2.0) as client:
+            while time.monotonic() - self.started < timeout:
+                if self.proc.poll() is not None:
+                    self._failure = f"`llm-gateway serve` exited with {self.proc.returncode}:\n{self.log_tail()}"
+                    return
+                try:
+                    if client.get("/v1/ready").status_code == 200:
+                        self._ready_after = time.monotonic() - self.started
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+        self._failure = f"`llm-gateway serve` was not ready after {timeout:.0f}s:\n{self.log_tail()}"
+
+    def peak_rss_bytes(self) -> int:
+        """VmHWM: the process's peak resident set, the same figure as its ru_maxrss."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise ServerError("no VmHWM in /proc status")
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+        return self.proc.returncode
+
+    def log_tail(self, lines: int = 20) -> str:
+        self._log.flush()
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join("    " + line for line in text[-lines:])

@@ -1,0 +1,82 @@
+"""`llm-gateway bench --quick` end to end on the real exported model: every contestant, every section,
+numbers rather than placeholders. Its speed figures are reported, not asserted."""
+
+import json
+import math
+import re
+
+import pytest
+
+from tests.conftest import run_cli
+
+SECTIONS = (
+    "## Targets", "## Single stream", "## Concurrency", "## /v1/health under load", "## Memory and size",
+    "## Quality against PyTorch", "## Charts", "## Skipped, failed and notes",
+)  # fmt: skip
+SINGLE = ("decode_tps", "ttft_short_s", "ttft_long_s", "itl_p50_s", "itl_p95_s")
+
+
+def finite_summary(summary, reps):
+    return (
+        summary is not None
+        and summary["n"] == reps
+        and all(math.isfinite(v) and v > 0 for v in summary["values"])
+        and summary["min"] <= summary["median"] <= summary["max"]
+    )
+
+
+@pytest.fixture(scope="module")
+def quick_run(real_models, tmp_path_factory):
+    default = real_models.default
+    optimum = real_models.get("optimum", "int8")
+    out = tmp_path_factory.mktemp("bench") / "out"
+    proc = run_cli("bench", "--quick", "--models", str(default), str(optimum), "--out", str(out), timeout=900)
+    return proc, out
+
+
+@pytest.mark.real
+@pytest.mark.timeout(1800)
+def test_quick_run_measures_every_contestant(quick_run):
+    proc, out = quick_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    reps = results["plan"]["reps"]
+    clients = [str(n) for n in results["plan"]["clients"]]
+    by_id = {c["id"]: c for c in results["contestants"]}
+    measured = ["pytorch", "ortmodel:optimum-int8", "engine:gqa-int8", "engine:optimum-int8", "http:gqa-int8"]
+    for cid in measured:
+        c = by_id[cid]
+        assert c["error"] is None and c["skipped"] is None, c
+        assert all(finite_summary(c["single"][k], reps) for k in SINGLE), cid
+        assert c["peak_rss_bytes"] > 100e6 and c["size_bytes"] > 50e6
+    assert "GroupQueryAttention" in by_id["ortmodel:gqa-int8"]["skipped"]
+    for cid in ("engine:gqa-int8", "http:gqa-int8"):
+        assert sorted(by_id[cid]["concurrency"], key=int) == clients
+        for figs in by_id[cid]["concurrency"].values():
+            assert finite_summary(figs["aggregate_tps"], reps) and finite_summary(figs["vs_pytorch_single"], reps)
+    assert finite_summary(by_id["engine:gqa-int8"]["vs_pytorch"]["decode_tps"], reps)
+    assert by_id["http:gqa-int8"]["health"]["samples"] > 20
+    assert [t["status"] in ("PASS", "FAIL") for t in results["targets"]] == [True] * 5
+    machine = results["machine"]
+    assert machine["cores"] >= 1 and machine["cpu"]["model"] and machine["libraries"]["onnxruntime"]
+    assert re.fullmatch(r"[0-9a-f]{40}", machine["git"]["sha"] or "0" * 40)
+
+
+@pytest.mark.real
+def test_quick_run_report_and_charts(quick_run):
+    proc, out = quick_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = (out / "report.md").read_text()
+    for heading in SECTIONS:
+        assert heading in report
+    targets = report.split("## Targets")[1].split("## Single stream")[0]
+    assert len(re.findall(r"^- \*\*(PASS|FAIL)\*\* .*: [\d.]+ ?(x|MB|ms)\.", targets, re.M)) == 5, targets
+    tables = report.split("## Single stream")[1].split("## Charts")[0]
+    assert "n/a" not in tables and "nan" not in tables.lower()
+    for name in ("decode-tokens-per-s.png", "throughput-vs-clients.png", "ttft-vs-clients.png"):
+        png = out / "img" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+        assert f"](img/{name})" in report
+    # progress: one line per phase and round on stderr
+    for phase in ("ready in", "warmed up in", "round 1/", "round 2/", "peak RSS", "target ", "wrote "):
+        assert phase in proc.stderr, phase

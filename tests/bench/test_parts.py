@@ -1,0 +1,79 @@
+"""Smaller parts of the bench: the plan's limits, the OpenAI stream parsing, the prompt set, the CLI's errors."""
+
+import pytest
+
+from benchmarks.http_load import chunk_text, request_body
+from benchmarks.plan import FULL_LEVELS, QUICK_LEVELS, make_plan
+from benchmarks.promptset import LENGTHS, STYLES, load_prompts
+from tests.conftest import run_cli
+
+
+def test_plan_defaults_and_overrides():
+    full, quick = make_plan(False), make_plan(True)
+    assert (full.reps, full.new_tokens, full.levels) == (5, 128, FULL_LEVELS)
+    assert (quick.reps, quick.new_tokens, quick.levels) == (2, 32, QUICK_LEVELS)
+    assert {16, 32} <= set(quick.levels)  # the levels the targets need
+    custom = make_plan(True, reps=3, new_tokens=16, levels=(8, 2, 8), threads=1)
+    assert (custom.reps, custom.new_tokens, custom.levels, custom.threads) == (3, 16, (2, 8), 1)
+    assert custom.probe_level == 8
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "flag"),
+    [
+        ({"reps": 0}, "--reps"),
+        ({"new_tokens": 1}, "--new-tokens"),
+        ({"levels": (0, 4)}, "--clients"),
+        ({"threads": 0}, "--threads"),
+    ],
+)
+def test_plan_rejects_out_of_range(kwargs, flag):
+    with pytest.raises(ValueError, match=flag):
+        make_plan(True, **kwargs)
+
+
+def test_prompt_set_covers_every_kind():
+    prompts = load_prompts()
+    assert {(p.length, p.style) for p in prompts} == {(length, style) for length in LENGTHS for style in STYLES}
+    chat = next(p for p in prompts if p.style == "chat")
+    assert chat.messages[-1] == {"role": "user", "content": chat.text}
+
+
+def test_request_bodies_ask_for_a_full_greedy_stream():
+    prompts = {p.style: p for p in load_prompts()}
+    route, body = request_body(prompts["chat"], "m", 64)
+    assert route == "/v1/chat/completions"
+    assert body["messages"] == prompts["chat"].messages
+    route, body = request_body(prompts["plain"], "m", 64)
+    assert route == "/v1/completions"
+    assert body["prompt"] == prompts["plain"].text
+    assert body["stream"] and body["ignore_eos"] and body["max_tokens"] == 64 and body["temperature"] == 0
+    assert body["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize(
+    ("chunk", "text"),
+    [
+        ({"choices": [{"index": 0, "delta": {"role": "assistant"}}]}, ""),
+        ({"choices": [{"index": 0, "delta": {"content": "Hi"}}]}, "Hi"),
+        ({"choices": [{"index": 0, "text": " there"}]}, " there"),
+        ({"choices": [], "usage": {"completion_tokens": 3}}, ""),
+        ({"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}, ""),
+    ],
+)
+def test_chunk_text(chunk, text):
+    assert chunk_text(chunk) == text
+
+
+def test_bench_without_an_export_exits_2_and_says_what_to_run(tmp_path):
+    proc = run_cli("bench", "--quick", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert "models/SmolLM2-135M-Instruct-gqa-int8 does not exist" in proc.stderr
+    assert "llm-gateway export" in proc.stderr
+    assert not (tmp_path / "bench-results").exists()
+
+
+def test_bench_rejects_bad_flags(tmp_path):
+    proc = run_cli("bench", "--reps", "0", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert "--reps must be at least 1" in proc.stderr
