@@ -10,7 +10,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.engine.engine import EngineConfig
 
 PREFIX = "LLM_GATEWAY_"
 DEFAULT_MODEL_DIR = Path("models/SmolLM2-135M-Instruct-gqa-int8")
@@ -87,6 +90,20 @@ class Settings:
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def engine_config(self) -> EngineConfig:
+        """The engine's share of the settings: the server and the bench build their engines from it."""
+        from app.engine.engine import EngineConfig
+
+        return EngineConfig(
+            model_dir=self.model_dir,
+            threads=self.threads,
+            allow_spinning=self.allow_spinning,
+            max_running=self.max_running,
+            max_waiting=self.max_waiting,
+            max_len=self.max_model_len,
+            prefill_chunk=self.prefill_chunk,
+        )
 
     def accepted_keys(self) -> tuple[str, ...]:
         keys = list(self.api_keys)

@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 
 from app.config import Settings
-from app.engine.engine import Engine, EngineConfig
+from app.engine.engine import Engine
 from app.engine.manifest import Manifest
 from app.engine.params import SamplingParams
 from app.errors import ApiError
@@ -63,15 +63,7 @@ class Gateway:
     async def load(self) -> None:
         """Open the session, start the engine thread, run one warm-up generation; then READY."""
         s = self.settings
-        config = EngineConfig(
-            model_dir=s.model_dir,
-            threads=s.threads,
-            allow_spinning=s.allow_spinning,
-            max_running=s.max_running,
-            max_waiting=s.max_waiting,
-            max_len=s.max_model_len,
-            prefill_chunk=s.prefill_chunk,
-        )
+        config = s.engine_config()
         try:
             engine = await asyncio.to_thread(Engine, config, self.metrics)
             engine.start()

@@ -22,13 +22,14 @@ def _pyplot():
     return plt
 
 
-def _measured(results: dict[str, Any]) -> list[dict[str, Any]]:
+def measured(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The contestants of results.json that ran (skipped and failed ones have no figures)."""
     return [c for c in results["contestants"] if c.get("single")]
 
 
 def decode_chart(results: dict[str, Any], path: Path) -> None:
     plt = _pyplot()
-    rows = _measured(results)
+    rows = measured(results)
     labels = [c["label"] for c in rows]
     med = [c["single"]["decode_tps"]["median"] for c in rows]
     low = [m - c["single"]["decode_tps"]["min"] for m, c in zip(med, rows, strict=True)]
@@ -57,7 +58,7 @@ def concurrency_chart(results: dict[str, Any], path: Path, metric: str) -> None:
     from matplotlib import ticker
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for c in _measured(results):
+    for c in measured(results):
         points = sorted((int(n), f[metric]) for n, f in (c.get("concurrency") or {}).items())
         if not points:
             continue
@@ -67,7 +68,7 @@ def concurrency_chart(results: dict[str, Any], path: Path, metric: str) -> None:
         err = [[m - s["min"] * scale for m, (_, s) in zip(med, points, strict=True)],
                [s["max"] * scale - m for m, (_, s) in zip(med, points, strict=True)]]  # fmt: skip
         ax.errorbar(xs, med, yerr=err, marker="o", capsize=3, label=c["label"])
-    base = next((c for c in _measured(results) if c["kind"] == "pytorch"), None)
+    base = next((c for c in measured(results) if c["kind"] == "pytorch"), None)
     if metric == "aggregate_tps" and base:
         ax.axhline(base["single"]["decode_tps"]["median"], color="#9e9e9e", linestyle="--", label="PyTorch, one stream")
     ax.set_xscale("log", base=2)

@@ -11,13 +11,14 @@ import argparse
 import os
 import shlex
 import shutil
-import signal
 import sys
 import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
-DEFAULT_MODEL_DIR = Path("models/SmolLM2-135M-Instruct-gqa-int8")
+from app.config import DEFAULT_MODEL_DIR
+from app.interrupts import trap_signals
+
 DEFAULT_OUT = Path("bench-results")
 
 
@@ -45,10 +46,6 @@ def _command() -> str:
     return "llm-gateway " + shlex.join(args) if args[:1] == ["bench"] else "llm-gateway bench"
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def _fail(message: str) -> int:
     print(f"llm-gateway bench: error: {message}", file=sys.stderr)
     return 2
@@ -67,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             args.quick, args.reps, args.new_tokens, tuple(args.clients or ()), args.threads, not args.no_http
         )
         folders = [(folder, read_manifest(folder)) for folder in args.models]
-        variants = [f"{m.graph}-{m.quant}" for _, m in folders]
+        variants = [m.graph_quant for _, m in folders]
         if len(set(variants)) != len(variants):
             raise ContestError(f"two --models folders hold the same variant ({', '.join(variants)})")
         source = baseline_source([m for _, m in folders])
@@ -75,16 +72,17 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, ManifestError, ContestError, ExportError) as exc:
         return _fail(str(exc))
     contestants = build_contestants(folders, plan.http, source_size(resolved.location, resolved.gguf_file))
-    # SIGTERM (and SIGINT, which a background shell may have set to ignore) unwind like Ctrl-C, so that the
-    # workers and the server this run started are stopped, not orphaned
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
+    # SIGTERM and SIGINT unwind like Ctrl-C, so that the workers and the server this run started are stopped,
+    # not orphaned
+    interrupted = trap_signals()
     try:
         return _execute(plan, contestants, folders, source, args.out)
-    except KeyboardInterrupt:
-        print("llm-gateway bench: interrupted; workers and server stopped, no report written", file=sys.stderr)
-        return 130
-    except Exception as exc:
+    except BaseException as exc:
+        if interrupted or isinstance(exc, KeyboardInterrupt):
+            print("llm-gateway bench: interrupted; workers and server stopped, no report written", file=sys.stderr)
+            return 130
+        if not isinstance(exc, Exception):
+            raise
         if os.environ.get("LLM_GATEWAY_DEBUG"):
             traceback.print_exc()
         print(f"llm-gateway bench: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -32,7 +32,7 @@ class Contestant:
 
     @property
     def variant(self) -> str | None:
-        return f"{self.manifest.graph}-{self.manifest.quant}" if self.manifest else None
+        return self.manifest.graph_quant if self.manifest else None
 
 
 def baseline_source(manifests: list[Manifest]) -> str | None:
@@ -71,7 +71,7 @@ def build_contestants(
 
 
 def _exported(kind: str, label: str, folder: Path, manifest: Manifest) -> Contestant:
-    variant = f"{manifest.graph}-{manifest.quant}"
+    variant = manifest.graph_quant
     return Contestant(
         f"{kind}:{variant}", kind, f"{label} {variant}", folder, manifest,
         size_bytes=manifest.size_bytes, size_note="the exported folder (graph, weights, tokenizer)",

@@ -50,7 +50,7 @@ class WorkerDriver:
     """PyTorch, ORTModel or the in-process engine, in a worker subprocess of its own."""
 
     def __init__(self, contestant: Contestant, plan: Plan, source: str | None, workdir: Path) -> None:
-        spec = {"kind": contestant.kind, "threads": plan.threads, "max_running": plan.max_running}
+        spec = {"kind": contestant.kind, "threads": plan.threads}
         if contestant.kind == PYTORCH:
             spec["source"] = source
         elif contestant.kind in (ORTMODEL, ENGINE):

@@ -9,17 +9,20 @@ import asyncio
 import time
 from pathlib import Path
 
-from app.engine.engine import Engine, EngineConfig
+from app.config import Settings
+from app.engine.engine import Engine
 from app.engine.params import SamplingParams
 from benchmarks.timing import StreamTiming
 
 
 class EngineContestant:
-    def __init__(self, model_dir: Path, threads: int, max_running: int) -> None:
+    def __init__(self, model_dir: Path, threads: int) -> None:
+        # the server's defaults, as `llm-gateway serve` runs them in the HTTP contestant
+        config = Settings(model_dir=model_dir, threads=threads).engine_config()
         self.loop = asyncio.new_event_loop()
-        self.engine = Engine(EngineConfig(model_dir=model_dir, threads=threads, max_running=max_running))
+        self.engine = Engine(config)
         self.loop.run_until_complete(self._start())
-        self.notes = [f"Engine in-process, {threads} threads, max_running {max_running}"]
+        self.notes = [f"Engine in-process, {threads} threads, max_running {config.max_running}"]
 
     async def _start(self) -> None:
         self.engine.start()

@@ -22,8 +22,7 @@ class HttpDriver:
         self.plan = plan
         log = workdir / "logs" / "server.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        self.server = ServerProcess(model_dir, plan.threads, log)
-        self.server.start_polling(plan.load_timeout_s)
+        self.server = ServerProcess(model_dir, plan.threads, log, plan.load_timeout_s)
         self.loop = asyncio.new_event_loop()
         self.client = make_client(self.server.base_url, max(plan.levels) + 4)
         self.model = ""
@@ -34,14 +33,17 @@ class HttpDriver:
         return self.server.proc.pid
 
     def ready(self) -> float:
-        seconds = self.server.wait_ready(self.plan.load_timeout_s)
+        seconds = self.server.wait_ready()
         self.model = self.loop.run_until_complete(served_model(self.client))
         return seconds
 
     def warmup(self, prompts: list[EncodedPrompt], new_tokens: int, clients: int) -> list[str]:
         self.single(prompts, new_tokens)
         self.burst(prompts[0], clients, new_tokens, probe=False)
-        return [f"`llm-gateway serve` on 127.0.0.1, model id {self.model!r}, {self.plan.threads} threads"]
+        return [
+            f"`llm-gateway serve` on 127.0.0.1, model id {self.model!r}, {self.plan.threads} threads, the server's "
+            "default settings (the shell's LLM_GATEWAY_* variables are not passed on)"
+        ]
 
     def single(self, prompts: list[EncodedPrompt], new_tokens: int) -> list[StreamTiming]:
         timings = []

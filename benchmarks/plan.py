@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+
+from app.config import Settings, available_cpus
 
 FULL_LEVELS = (1, 4, 8, 16, 32)
 QUICK_LEVELS = (1, 16, 32)  # 16 and 32 carry targets
@@ -17,7 +18,7 @@ class Plan:
     warmup_tokens: int
     levels: tuple[int, ...]  # concurrent clients
     threads: int  # ORT intra-op threads = torch threads
-    max_running: int  # the engine's batch limit (the server's default)
+    max_running: int  # the engine's batch limit: the server's default, which both engine contestants run
     http: bool
     health_interval_s: float = 0.02
     load_timeout_s: float = 600.0
@@ -40,7 +41,6 @@ def make_plan(
     levels: tuple[int, ...] | None = None,
     threads: int | None = None,
     http: bool = True,
-    max_running: int = 16,
 ) -> Plan:
     """Defaults by mode, overridden by what the user passed; raises ValueError on a value out of range."""
     plan = Plan(
@@ -49,8 +49,8 @@ def make_plan(
         new_tokens=new_tokens if new_tokens is not None else (32 if quick else 128),
         warmup_tokens=4 if quick else 16,
         levels=tuple(sorted(set(levels))) if levels else (QUICK_LEVELS if quick else FULL_LEVELS),
-        threads=threads if threads is not None else (os.cpu_count() or 2),
-        max_running=max_running,
+        threads=threads if threads is not None else available_cpus(),
+        max_running=Settings().max_running,
         http=http,
     )
     checks = [

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.charts import CHARTS
+from benchmarks.charts import CHARTS, measured
 from benchmarks.rounds import DISTURBED
+from benchmarks.targets import MB
 
-MB = 1_000_000
 NA = "n/a"
 
 
@@ -26,10 +26,6 @@ def ratio(summary: dict | None) -> str:
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
-def _ran(results: dict[str, Any]) -> list[dict[str, Any]]:
-    return [c for c in results["contestants"] if c.get("single")]
 
 
 def busy_warning(load: dict[str, Any]) -> str:
@@ -88,7 +84,7 @@ def targets_section(results: dict[str, Any]) -> list[str]:
 
 def single_section(results: dict[str, Any]) -> list[str]:
     rows = []
-    for c in _ran(results):
+    for c in measured(results):
         s, vs = c["single"], c.get("vs_pytorch") or {}
         rows.append([
             c["label"], spread(s["decode_tps"]), ratio(vs.get("decode_tps")) if vs else "1 (baseline)",
@@ -114,7 +110,7 @@ def single_section(results: dict[str, Any]) -> list[str]:
 
 def concurrency_section(results: dict[str, Any]) -> list[str]:
     rows = []
-    for c in _ran(results):
+    for c in measured(results):
         for n, f in sorted((c.get("concurrency") or {}).items(), key=lambda kv: int(kv[0])):
             rows.append([
                 c["label"], n, spread(f["aggregate_tps"]), ratio(f.get("vs_pytorch_single")),

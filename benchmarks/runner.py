@@ -16,7 +16,7 @@ from benchmarks.machine import cpu_mark
 from benchmarks.plan import Plan
 from benchmarks.promptset import EncodedPrompt
 from benchmarks.rounds import RoundLog
-from benchmarks.timing import check_stream, single_stream_rep
+from benchmarks.timing import burst_rep, check_stream, single_stream_rep
 
 
 def bursting(contestants: list[Contestant], quick: bool) -> set[str]:
@@ -163,7 +163,7 @@ class Run:
                 for t in burst.timings:
                     check_stream(t, plan.new_tokens, f"{c.label} x{clients}")
                 m.bursts.setdefault(clients, []).append(burst)
-                rates.append(f"{clients}:{sum(t.tokens for t in burst.timings) / burst.wall_s:.0f}")
+                rates.append(f"{clients}:{burst_rep(burst.timings, burst.wall_s).aggregate_tps:.0f}")
             line += f"; aggregate tok/s by clients {' '.join(rates)}"
         self.progress.say(line)
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from app.config import PREFIX
+
 
 class ServerError(Exception):
     """The server did not come up, or died; the message holds the end of its log."""
@@ -24,39 +26,40 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def server_env(threads: int) -> dict[str, str]:
+    """The environment for `llm-gateway serve`: this one without the user's LLM_GATEWAY_* settings, so that the
+    server runs the same defaults as the in-process engine it is paired with (and no API keys)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
+    return {**env, f"{PREFIX}THREADS": str(threads)}
+
+
 class ServerProcess:
     host = "127.0.0.1"
 
-    def __init__(self, model_dir: Path, threads: int, log_path: Path) -> None:
+    def __init__(self, model_dir: Path, threads: int, log_path: Path, ready_timeout: float) -> None:
         self.port = free_port()
         self.started = time.monotonic()
         self.log_path = log_path
         self._log = log_path.open("ab")
-        env = {**os.environ, "LLM_GATEWAY_THREADS": str(threads)}
+        env = server_env(threads)
         cmd = [sys.executable, "-m", "app.cli", "serve", "--model", str(model_dir), "--port", str(self.port)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env)
-        self._poller: threading.Thread | None = None
         self._ready_after: float | None = None
         self._failure: str | None = None
+        # readiness is polled from the start, so the load time does not depend on when the caller asks
+        self._poller = threading.Thread(target=self._poll, args=(ready_timeout,), name="bench-ready", daemon=True)
+        self._poller.start()
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def wait_ready(self, timeout: float) -> float:
-        """Seconds from the process start until GET /v1/ready first answered 200. Polling starts at once in a
-        thread (see `start_polling`), so the figure does not depend on when the caller gets round to asking."""
-        if self._poller is None:
-            self.start_polling(timeout)
-        assert self._poller is not None
+    def wait_ready(self) -> float:
+        """Seconds from the process start until GET /v1/ready first answered 200."""
         self._poller.join()
         if self._ready_after is None:
             raise ServerError(self._failure or f"`llm-gateway serve` was not ready:\n{self.log_tail()}")
         return self._ready_after
-
-    def start_polling(self, timeout: float) -> None:
-        self._poller = threading.Thread(target=self._poll, args=(timeout,), name="bench-ready", daemon=True)
-        self._poller.start()
 
     def _poll(self, timeout: float) -> None:
         with httpx.Client(base_url=self.base_url, timeout=2.0) as client:

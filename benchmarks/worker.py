@@ -44,7 +44,7 @@ def _load(spec: dict[str, Any]) -> Any:
     if kind == "engine":
         from benchmarks.engine_side import EngineContestant
 
-        return EngineContestant(Path(spec["model_dir"]), threads, int(spec["max_running"]))
+        return EngineContestant(Path(spec["model_dir"]), threads)
     raise ValueError(f"unknown contestant kind {kind!r}")
 
 

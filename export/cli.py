@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import traceback
 from pathlib import Path
 
+from app.config import available_cpus
 from app.engine.manifest import Quant
+from app.interrupts import trap_signals
 from export.errors import ExportError
 
 GRAPH_CHOICES = ("auto", "optimum", "gqa")
@@ -62,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        default=os.cpu_count() or 2,
+        default=available_cpus(),
         help="ONNX Runtime threads for validation (default: all cores)",
     )
 
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         skip_existing=args.skip_existing,
     )
-    interrupted = _trap_signals()
+    interrupted = trap_signals()
     try:
         dest, _ = run_export(opts)
     except ExportError as exc:
@@ -106,16 +107,3 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:
         print(dest)
     return 0
-
-
-def _trap_signals() -> list[int]:
-    """SIGINT and SIGTERM raise KeyboardInterrupt (the staging folder is removed on the way out)."""
-    caught: list[int] = []
-
-    def handler(signum: int, frame: object) -> None:
-        caught.append(signum)
-        raise KeyboardInterrupt
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
-    return caught

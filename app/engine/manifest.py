@@ -121,6 +121,11 @@ class Manifest(msgspec.Struct, kw_only=True):
     def variant(self) -> str:
         return f"{self.name}-{self.graph}-{self.quant}"
 
+    @property
+    def graph_quant(self) -> str:
+        """The variant without the model name, e.g. `gqa-int8`."""
+        return f"{self.graph}-{self.quant}"
+
 
 class ManifestError(Exception):
     """The folder is not a usable exported model; the message says why and what to do."""

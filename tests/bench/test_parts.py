@@ -1,10 +1,14 @@
 """Smaller parts of the bench: the plan's limits, the OpenAI stream parsing, the prompt set, the CLI's errors."""
 
+import os
+
 import pytest
 
+from app.config import Settings, load_settings
 from benchmarks.http_load import chunk_text, request_body
 from benchmarks.plan import FULL_LEVELS, QUICK_LEVELS, make_plan
 from benchmarks.promptset import LENGTHS, STYLES, load_prompts
+from benchmarks.server_proc import server_env
 from tests.conftest import run_cli
 
 
@@ -16,6 +20,19 @@ def test_plan_defaults_and_overrides():
     custom = make_plan(True, reps=3, new_tokens=16, levels=(8, 2, 8), threads=1)
     assert (custom.reps, custom.new_tokens, custom.levels, custom.threads) == (3, 16, (2, 8), 1)
     assert custom.probe_level == 8
+
+
+def test_both_engine_contestants_run_the_server_defaults(monkeypatch):
+    """The in-process engine and `llm-gateway serve` are paired in the report: same batch limit, same
+    settings, whatever LLM_GATEWAY_* variables the user's shell holds (API keys would even 401 the load)."""
+    monkeypatch.setenv("LLM_GATEWAY_MAX_RUNNING", "3")
+    monkeypatch.setenv("LLM_GATEWAY_API_KEYS", "secret")
+    env = server_env(threads=1)
+    served = load_settings(env)
+    assert served.threads == 1 and served.api_keys == ()
+    assert served.engine_config() == Settings(model_dir=served.model_dir, threads=1).engine_config()
+    assert make_plan(True).max_running == served.max_running == Settings().max_running
+    assert env["PATH"] == os.environ["PATH"]
 
 
 @pytest.mark.parametrize(

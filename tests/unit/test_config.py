@@ -1,0 +1,29 @@
+"""Settings: the environment read once, and the engine's share of it."""
+
+from pathlib import Path
+
+import pytest
+
+from app.config import SettingsError, load_settings
+
+
+def test_engine_config_carries_every_engine_setting():
+    settings = load_settings(
+        {
+            "LLM_GATEWAY_MODEL_DIR": "/models/x",
+            "LLM_GATEWAY_THREADS": "3",
+            "LLM_GATEWAY_ALLOW_SPINNING": "false",
+            "LLM_GATEWAY_MAX_RUNNING": "5",
+            "LLM_GATEWAY_MAX_WAITING": "7",
+            "LLM_GATEWAY_MAX_MODEL_LEN": "512",
+            "LLM_GATEWAY_PREFILL_CHUNK": "64",
+        }
+    )
+    config = settings.engine_config()
+    assert (config.model_dir, config.threads, config.allow_spinning) == (Path("/models/x"), 3, False)
+    assert (config.max_running, config.max_waiting, config.max_len, config.prefill_chunk) == (5, 7, 512, 64)
+
+
+def test_a_bad_value_names_its_variable():
+    with pytest.raises(SettingsError, match="LLM_GATEWAY_PREFILL_CHUNK"):
+        load_settings({"LLM_GATEWAY_PREFILL_CHUNK": "8"})
