@@ -29,6 +29,14 @@ FINISH_REASONS = {  # the one table from engine reasons to API strings
 KEEPALIVE = None  # yielded by `merged` when nothing arrived for a while
 
 
+def check_token_ids(engine: Engine, ids: list[int], param: str) -> None:
+    """400 naming `param` when a token id lies outside the model's vocabulary."""
+    vocab = engine.manifest.model.vocab_size
+    bad = next((t for t in ids if not 0 <= t < vocab), None)
+    if bad is not None:
+        raise ApiError(400, f"token id {bad} is outside the vocabulary [0, {vocab})", param=param)
+
+
 @dataclass
 class Choice:
     index: int

@@ -116,12 +116,16 @@ class _RunnerBase:
     ) -> None:
         io.bind_cpu_input("input_ids", ids)
         io.bind_cpu_input("attention_mask", mask)
-        keep = ort.OrtValue.ortvalue_from_numpy(np.array([ids.shape[1]], np.int64)) if keep_all else self._keep_one
-        io.bind_ortvalue_input(LOGITS_TO_KEEP, keep)
         if keep_all:
+            io.bind_ortvalue_input(LOGITS_TO_KEEP, ort.OrtValue.ortvalue_from_numpy(np.array([ids.shape[1]], np.int64)))
             io.bind_output("logits", "cpu")
         else:
-            io.bind_output("logits", "cpu", 0, np.float32, [rows, 1, self.vocab_size], self._logits.ctypes.data)
+            self._bind_last_logits(io, rows)
+
+    def _bind_last_logits(self, io: ort.IOBinding, rows: int) -> None:
+        """Logits of the last position only, written into rows 0..rows-1 of the reused buffer."""
+        io.bind_ortvalue_input(LOGITS_TO_KEEP, self._keep_one)
+        io.bind_output("logits", "cpu", 0, np.float32, [rows, 1, self.vocab_size], self._logits.ctypes.data)
 
     def _mask_view(self, rows: int, width: int) -> np.ndarray:
         return self._mask_flat[: rows * width].reshape(rows, width)
@@ -162,15 +166,18 @@ class GqaRunner(_RunnerBase):
     def decode(self, token_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         n = len(token_ids)
         if self._decode_io is None or self._decode_io[0] != n:
+            # the KV views and the logits rows depend on n only: bound once per batch size
             io = self.session.io_binding()
             self._bind_kv(io, 0, n)
+            self._bind_last_logits(io, n)
             self._decode_io = (n, io)
         io = self._decode_io[1]
         width = int(lengths.max()) + 1
         mask = self._mask_view(n, width)
         # right padding: row i attends to its own lengths[i] + 1 positions
         np.less(self._cols[:width], (lengths + 1)[:, None], out=mask, casting="unsafe")
-        self._bind_common(io, token_ids.reshape(n, 1).astype(np.int64, copy=False), mask, n)
+        io.bind_cpu_input("input_ids", token_ids.reshape(n, 1).astype(np.int64, copy=False))
+        io.bind_cpu_input("attention_mask", mask)
         self.session.run_with_iobinding(io)
         return self._last_logits(n)
 

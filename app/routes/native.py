@@ -57,32 +57,28 @@ async def generate(
 
 
 async def _stream(job: Job, keepalive: float) -> AsyncIterator[bytes]:
+    """One event per text piece, a final event with finish reason, usage and timings; an `error` event if the
+    engine fails."""
     async with contextlib.aclosing(generation.merged(job, keepalive)) as events:
-        async for frame_ in _frames(job, events):
-            yield frame_
-
-
-async def _frames(job: Job, events: AsyncIterator) -> AsyncIterator[bytes]:
-    async for item in events:
-        if item is KEEPALIVE:
-            yield KEEPALIVE_FRAME
-            continue
-        _, event = item
-        if event.error:
-            yield frame(
-                ErrorBody(ErrorDetail(message=event.error, type="server_error", code="engine_error")), event="error"
-            )
-            return
-        if event.finished:
-            choice = job.choices[0]
-            yield frame(
-                GenerateChunk(
-                    text=event.text,
-                    finish_reason=choice.finish_reason,
-                    generated_text=choice.text,
-                    usage=job.usage(),
-                    timings=job.timings(),
+        async for item in events:
+            if item is KEEPALIVE:
+                yield KEEPALIVE_FRAME
+                continue
+            _, event = item
+            if event.error:
+                error = ErrorBody(ErrorDetail(message=event.error, type="server_error", code="engine_error"))
+                yield frame(error, event="error")
+                return
+            if event.finished:
+                choice = job.choices[0]
+                yield frame(
+                    GenerateChunk(
+                        text=event.text,
+                        finish_reason=choice.finish_reason,
+                        generated_text=choice.text,
+                        usage=job.usage(),
+                        timings=job.timings(),
+                    )
                 )
-            )
-        elif event.text:
-            yield frame(GenerateChunk(text=event.text))
+            elif event.text:
+                yield frame(GenerateChunk(text=event.text))

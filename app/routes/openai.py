@@ -65,9 +65,7 @@ def _completion_prompt(engine: Engine, prompt: Any) -> list[int]:
     if isinstance(prompt, str):
         return engine.tokenizer.encode(prompt)
     if prompt and all(isinstance(t, int) for t in prompt):
-        vocab = engine.manifest.model.vocab_size
-        if any(not 0 <= t < vocab for t in prompt):
-            raise ApiError(400, f"prompt token ids must be in [0, {vocab})", param="prompt")
+        generation.check_token_ids(engine, prompt, "prompt")
         return list(prompt)
     if isinstance(prompt, list) and len(prompt) == 1:
         return _completion_prompt(engine, prompt[0])
@@ -219,13 +217,13 @@ async def chat_completions(
     gateway.check_model(data.model)
     _refuse_unsupported(data)
     engine = gateway.require_engine()
+    top = data.top_logprobs or 0
+    if top and not data.logprobs:
+        raise ApiError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
     messages = to_template_messages(data.messages)
     if gateway.settings.log_prompts:
         request.scope["state"]["log"]["prompt"] = messages
     prompt_ids = engine.tokenizer.encode_chat(messages)
-    top = data.top_logprobs or 0
-    if top and not data.logprobs:
-        raise ApiError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
     job = generation.start(
         request.scope,
         gateway,

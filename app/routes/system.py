@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from litestar.params import JSONBody
 
 from app.errors import ApiError
+from app.generation import check_token_ids
 from app.metrics import CONTENT_TYPE
 from app.routes.messages import to_template_messages
 from app.schemas import (
@@ -109,10 +110,7 @@ async def tokenize(state: State, data: JSONBody[TokenizeRequest]) -> TokenizeRes
 @post("/v1/detokenize", summary="Token ids to text", tags=["tokenizer"], status_code=200)
 async def detokenize(state: State, data: JSONBody[DetokenizeRequest]) -> DetokenizeResponse:
     engine = state.gateway.require_engine()
-    vocab = engine.manifest.model.vocab_size
-    bad = next((t for t in data.tokens if not 0 <= t < vocab), None)
-    if bad is not None:
-        raise ApiError(400, f"token id {bad} is outside the vocabulary [0, {vocab})", param="tokens")
+    check_token_ids(engine, data.tokens, "tokens")
     return DetokenizeResponse(prompt=engine.tokenizer.decode(data.tokens, skip_special_tokens=False))
 
 
