@@ -34,7 +34,7 @@ def check_token_ids(engine: Engine, ids: list[int], param: str) -> None:
     vocab = engine.manifest.model.vocab_size
     bad = next((t for t in ids if not 0 <= t < vocab), None)
     if bad is not None:
-        raise ApiError(400, f"token id {bad} is outside the vocabulary [0, {vocab})", param=param)
+        raise ApiError(400, f"{param}: token id {bad} is outside the vocabulary [0, {vocab})", param=param)
 
 
 @dataclass

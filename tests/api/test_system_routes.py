@@ -30,6 +30,7 @@ def test_tokenize_detokenize_round_trip(server):
     assert text.endswith("<|im_start|>assistant\n") and "Hi" in text
     bad = httpx.post(f"{server.url}/v1/detokenize", json={"tokens": [10**9]})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "tokens"
+    assert "tokens" in bad.json()["error"]["message"] and "49152" in bad.json()["error"]["message"]
 
 
 def test_docs_and_schema(server):
