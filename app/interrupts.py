@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
+import traceback
 
 
 def trap_signals() -> list[int]:
@@ -18,3 +21,18 @@ def trap_signals() -> list[int]:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)
     return caught
+
+
+def exit_code(exc: BaseException, caught: list[int], command: str, interrupted: str, internal: str) -> int:
+    """The end of a CLI command that failed with `exc`: 130 when it was interrupted (by KeyboardInterrupt, or by
+    a signal that surfaced as another exception), 1 for an unexpected error, with a one-line message either
+    way (`LLM_GATEWAY_DEBUG=1` adds the traceback). Anything else (SystemExit, ...) goes on up."""
+    if caught or isinstance(exc, KeyboardInterrupt):
+        print(f"llm-gateway {command}: interrupted; {interrupted}", file=sys.stderr)
+        return 130
+    if not isinstance(exc, Exception):
+        raise exc
+    if os.environ.get("LLM_GATEWAY_DEBUG"):
+        traceback.print_exception(exc)
+    print(f"llm-gateway {command}: internal error: {type(exc).__name__}: {exc}{internal}", file=sys.stderr)
+    return 1

@@ -8,16 +8,15 @@ missing or incompatible model folders, no baseline model).
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import shutil
 import sys
-import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
 from app.config import DEFAULT_MODEL_DIR
-from app.interrupts import trap_signals
+from app.interrupts import exit_code, trap_signals
+from benchmarks.children import kill_leftovers
 
 DEFAULT_OUT = Path("bench-results")
 
@@ -78,15 +77,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _execute(plan, contestants, folders, source, args.out)
     except BaseException as exc:
-        if interrupted or isinstance(exc, KeyboardInterrupt):
-            print("llm-gateway bench: interrupted; workers and server stopped, no report written", file=sys.stderr)
-            return 130
-        if not isinstance(exc, Exception):
-            raise
-        if os.environ.get("LLM_GATEWAY_DEBUG"):
-            traceback.print_exc()
-        print(f"llm-gateway bench: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return exit_code(exc, interrupted, "bench", "workers and server stopped, no report written", "")
+    finally:
+        kill_leftovers()
 
 
 def _execute(plan, contestants, folders, source: str | None, out: Path) -> int:

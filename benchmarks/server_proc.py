@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from app.config import PREFIX
+from benchmarks.children import spawn
 
 
 class ServerError(Exception):
@@ -43,7 +44,7 @@ class ServerProcess:
         self._log = log_path.open("ab")
         env = server_env(threads)
         cmd = [sys.executable, "-m", "app.cli", "serve", "--model", str(model_dir), "--port", str(self.port)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env)
+        self.proc = spawn(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env)
         self._ready_after: float | None = None
         self._failure: str | None = None
         # readiness is polled from the start, so the load time does not depend on when the caller asks

@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from benchmarks.children import spawn
+
 
 class WorkerError(Exception):
     """A worker failed; the message names the contestant and where its log is."""
@@ -23,7 +25,7 @@ class WorkerProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("ab")
         env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
+        self.proc = spawn(
             [sys.executable, "-m", "benchmarks.worker", json.dumps(spec)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

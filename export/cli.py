@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import traceback
 from pathlib import Path
 
 from app.config import available_cpus
 from app.engine.manifest import Quant
-from app.interrupts import trap_signals
+from app.interrupts import exit_code, trap_signals
 from export.errors import ExportError
 
 GRAPH_CHOICES = ("auto", "optimum", "gqa")
@@ -90,20 +88,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"llm-gateway export: error: {exc}", file=sys.stderr)
         return 2
     except BaseException as exc:
-        # a signal may surface as another exception from inside a C extension: the flag tells
-        if interrupted or isinstance(exc, KeyboardInterrupt):
-            print("llm-gateway export: interrupted; nothing was written", file=sys.stderr)
-            return 130
-        if not isinstance(exc, Exception):
-            raise
-        if os.environ.get("LLM_GATEWAY_DEBUG"):
-            traceback.print_exc()
-        print(
-            f"llm-gateway export: internal error: {type(exc).__name__}: {exc}\n"
-            "  nothing was written; set LLM_GATEWAY_DEBUG=1 for the traceback",
-            file=sys.stderr,
-        )
-        return 1
+        hint = "\n  nothing was written; set LLM_GATEWAY_DEBUG=1 for the traceback"
+        return exit_code(exc, interrupted, "export", "nothing was written", hint)
     if args.quiet:
         print(dest)
     return 0

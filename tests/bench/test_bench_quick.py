@@ -4,10 +4,14 @@ numbers rather than placeholders. Its speed figures are reported, not asserted."
 import json
 import math
 import re
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import CLI, run_cli
 
 SECTIONS = (
     "## Targets", "## Single stream", "## Concurrency", "## /v1/health under load", "## Memory and size",
@@ -80,3 +84,46 @@ def test_quick_run_report_and_charts(quick_run):
     # progress: one line per phase and round on stderr
     for phase in ("ready in", "warmed up in", "round 1/", "round 2/", "peak RSS", "target ", "wrote "):
         assert phase in proc.stderr, phase
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # fields[0] is the state, fields[1] the parent pid
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _describe(pid: int) -> str:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state + " " + Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")[:100]
+    except OSError:
+        return "gone"
+
+
+@pytest.mark.real
+@pytest.mark.timeout(300)
+def test_sigterm_stops_workers_and_server_and_writes_nothing(real_models, tmp_path):
+    """An orchestrator's SIGTERM mid-run: exit 130, one line, no report, no orphaned worker or server."""
+    out = tmp_path / "out"
+    cmd = [CLI, "bench", "--quick", "--models", str(real_models.default), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    children: set[int] = set()
+    while len(children) < 3 and time.monotonic() < deadline:  # PyTorch, engine and server processes
+        time.sleep(0.5)
+        children = _children(proc.pid)
+    assert len(children) >= 3, f"the bench did not start its contestants: {children}"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted; workers and server stopped" in err and "Traceback" not in err
+    assert not (out / "report.md").exists() and not (out / "results.json").exists()
+    time.sleep(1)
+    left = {pid: _describe(pid) for pid in children if Path(f"/proc/{pid}").exists()}
+    assert not left, left
