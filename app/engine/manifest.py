@@ -118,13 +118,13 @@ class Manifest(msgspec.Struct, kw_only=True):
     validation: Validation
 
     @property
-    def variant(self) -> str:
-        return f"{self.name}-{self.graph}-{self.quant}"
-
-    @property
     def graph_quant(self) -> str:
         """The variant without the model name, e.g. `gqa-int8`."""
         return f"{self.graph}-{self.quant}"
+
+    @property
+    def variant(self) -> str:
+        return f"{self.name}-{self.graph_quant}"
 
 
 class ManifestError(Exception):
