@@ -9,6 +9,7 @@ No numpy and no ORT here. Invariants after every call:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.engine.request import RequestStatus, Sequence
@@ -45,6 +46,8 @@ class Scheduler:
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.prefilling: Sequence | None = None
+        # called once per sequence, in its fresh slot, before its first chunk (the prefix cache sets `computed`)
+        self.on_admit: Callable[[Sequence], object] | None = None
 
     @property
     def busy(self) -> bool:
@@ -60,6 +63,8 @@ class Scheduler:
             seq.status = RequestStatus.PREFILLING
             seq.slot = len(self.running)
             self.prefilling = seq
+            if self.on_admit is not None:
+                self.on_admit(seq)
         chunk = None
         if self.prefilling is not None:
             seq = self.prefilling
