@@ -42,10 +42,17 @@ MinTokens = Annotated[int, Meta(ge=0, description="Generate at least this many t
 TokenIds = Annotated[list[int], Meta(description="Token ids that end generation.")]
 
 
+class PromptTokensDetails(Struct):
+    cached_tokens: Annotated[int, Meta(description="Prompt tokens whose KV came from the prefix cache.")] = 0
+
+
 class Usage(Struct):
     prompt_tokens: Annotated[int, Meta(description="Tokens in the prompt.")]
     completion_tokens: Annotated[int, Meta(description="Tokens generated.")]
     total_tokens: Annotated[int, Meta(description="prompt_tokens + completion_tokens.")]
+    prompt_tokens_details: Annotated[PromptTokensDetails, Meta(description="Where the prompt tokens came from.")] = (
+        msgspec.field(default_factory=PromptTokensDetails)
+    )
 
 
 class ErrorDetail(Struct):
@@ -88,6 +95,14 @@ class GenerateRequest(Struct, kw_only=True):
     stop_token_ids: TokenIds | None = None
     ignore_eos: Annotated[bool, Meta(description="Keep generating past the end-of-sequence token.")] = False
     seed: Seed | None = None
+    cache_salt: Annotated[
+        str | None,
+        Meta(
+            max_length=256,
+            description="Prefix-cache namespace: only requests with the same salt reuse each other's cached "
+            "prompt KV (without it, every client of this model shares cached prefixes).",
+        ),
+    ] = None
     stream: Annotated[
         bool,
         Meta(
@@ -148,6 +163,14 @@ class _OpenAISampling(Struct, kw_only=True):
     min_tokens: MinTokens = 0
     ignore_eos: Annotated[bool, Meta(description="Keep generating past the end-of-sequence token.")] = False
     stop_token_ids: TokenIds | None = None
+    cache_salt: Annotated[
+        str | None,
+        Meta(
+            max_length=256,
+            description="Prefix-cache namespace: only requests with the same salt reuse each other's cached "
+            "prompt KV (without it, every client of this model shares cached prefixes).",
+        ),
+    ] = None
     # accepted for compatibility, refused when set to something we cannot honour
     logit_bias: Annotated[dict[str, float] | None, Meta(description="Not supported: must be empty.")] = None
 

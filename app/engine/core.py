@@ -185,7 +185,8 @@ class EngineCore:
     def _release(self, seq: Sequence) -> None:
         slot = seq.slot
         if slot >= 0 and self.prefix_cache is not None and seq.finish_reason is not FinishReason.ERROR:
-            self.prefix_cache.keep(seq)
+            live = [*self.scheduler.running, self.scheduler.prefilling]
+            self.prefix_cache.keep(seq, [s for s in live if s is not None])
         moves = self.scheduler.finish(seq)
         if slot >= 0:
             self.runner.release(slot)

@@ -6,11 +6,16 @@ share). Reused KV is copied into the new sequence's slot, so slots stay what the
 the last prompt position is always recomputed, for its logits. Snapshots are kept least-recently-used
 under a token budget; eviction unmaps them (memory back to the OS). A running sequence's KV lives in
 its slot, never in a snapshot, so eviction cannot touch it.
+
+The budget counts the live sequences' slots too: snapshots only fill KV memory that the running batch
+is not using (`budget - live`), so under a full batch the process peaks no higher than without a cache
+(running donors still share their prefixes then).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +38,10 @@ def cached_ids(seq: Sequence) -> np.ndarray:
     ids[:head] = seq.prompt_ids[:head]
     ids[head:] = seq.output_ids[: seq.computed - head]
     return ids
+
+
+def _live_tokens(seqs: Iterable[Sequence]) -> int:
+    return sum(s.computed for s in seqs)
 
 
 @dataclass(slots=True, eq=False)
@@ -75,12 +84,14 @@ class PrefixCache:
         elif donor is not None:
             self.runner.copy(donor.slot, seq.slot, best)
         seq.computed = seq.cached_tokens = best
+        self._make_room(0, _live_tokens(running) + len(seq.prompt_ids))
         return best
 
-    def keep(self, seq: Sequence) -> None:
-        """Snapshot a leaving sequence's KV (call before its slot is released)."""
-        length = min(seq.computed, self.budget_tokens)
-        if length == 0:
+    def keep(self, seq: Sequence, live: list[Sequence]) -> None:
+        """Snapshot a leaving sequence's KV (call before its slot is released); `live`: every sequence in a slot."""
+        room = self.budget_tokens - _live_tokens(s for s in live if s is not seq)
+        length = min(seq.computed, room)
+        if length <= 0:
             return
         tokens = cached_ids(seq)[:length]
         for key, entry in list(self._entries.items()):
@@ -92,7 +103,7 @@ class PrefixCache:
                 return
             if n == len(entry.tokens):  # the new one extends it
                 self._drop(key)
-        self._make_room(length)
+        self._make_room(length, self.budget_tokens - room)
         self._entries[self._next_id] = _Entry(seq.cache_salt, tokens, self.runner.save(seq.slot, length))
         self._next_id += 1
         self.cached_tokens += length
@@ -110,8 +121,8 @@ class PrefixCache:
                     best, best_key = n, key
         return best_key, best
 
-    def _make_room(self, tokens: int) -> None:
-        while self._entries and self.cached_tokens + tokens > self.budget_tokens:
+    def _make_room(self, tokens: int, live_tokens: int) -> None:
+        while self._entries and live_tokens + self.cached_tokens + tokens > self.budget_tokens:
             self._drop(next(iter(self._entries)))
 
     def _drop(self, key: int) -> None:
