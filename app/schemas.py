@@ -42,6 +42,16 @@ MinTokens = Annotated[int, Meta(ge=0, description="Generate at least this many t
 TokenIds = Annotated[list[int], Meta(description="Token ids that end generation.")]
 
 
+CacheSalt = Annotated[
+    str,
+    Meta(
+        max_length=256,
+        description="Prefix-cache namespace: only requests with the same salt reuse each other's cached "
+        "prompt KV (without it, every client of this model shares cached prefixes).",
+    ),
+]
+
+
 class PromptTokensDetails(Struct):
     cached_tokens: Annotated[int, Meta(description="Prompt tokens whose KV came from the prefix cache.")] = 0
 
@@ -95,14 +105,7 @@ class GenerateRequest(Struct, kw_only=True):
     stop_token_ids: TokenIds | None = None
     ignore_eos: Annotated[bool, Meta(description="Keep generating past the end-of-sequence token.")] = False
     seed: Seed | None = None
-    cache_salt: Annotated[
-        str | None,
-        Meta(
-            max_length=256,
-            description="Prefix-cache namespace: only requests with the same salt reuse each other's cached "
-            "prompt KV (without it, every client of this model shares cached prefixes).",
-        ),
-    ] = None
+    cache_salt: CacheSalt | None = None
     stream: Annotated[
         bool,
         Meta(
@@ -163,14 +166,7 @@ class _OpenAISampling(Struct, kw_only=True):
     min_tokens: MinTokens = 0
     ignore_eos: Annotated[bool, Meta(description="Keep generating past the end-of-sequence token.")] = False
     stop_token_ids: TokenIds | None = None
-    cache_salt: Annotated[
-        str | None,
-        Meta(
-            max_length=256,
-            description="Prefix-cache namespace: only requests with the same salt reuse each other's cached "
-            "prompt KV (without it, every client of this model shares cached prefixes).",
-        ),
-    ] = None
+    cache_salt: CacheSalt | None = None
     # accepted for compatibility, refused when set to something we cannot honour
     logit_bias: Annotated[dict[str, float] | None, Meta(description="Not supported: must be empty.")] = None
 

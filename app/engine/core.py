@@ -36,8 +36,11 @@ class EngineCore:
     def step(self) -> list[TokenEvent]:
         events: list[TokenEvent] = []
         plan = self.scheduler.schedule()
-        if plan.prefill is not None:
-            self._prefill(plan.prefill, events)
+        chunk, spent = plan.prefill, 0
+        while chunk is not None:
+            self._prefill(chunk, events)
+            spent += chunk.end - chunk.start
+            chunk = self.scheduler.next_prefill(spent, bool(plan.decode))
         if plan.decode:
             self._decode(plan.decode, events)
         return events
