@@ -49,7 +49,10 @@ class SlotBuffer:
     def close(self) -> None:
         """Unmap the whole buffer: its memory goes back to the OS now, not when the GC gets to it."""
         del self.array
-        self._map.close()
+        try:
+            self._map.close()
+        except BufferError:  # a view outlives the buffer: drop the pages now, the mapping goes with the view
+            self._map.madvise(mmap.MADV_DONTNEED)
 
     def discard(self, slot: int) -> None:
         """Drop the slot's pages: they read as zeros again, and cost nothing until written."""
