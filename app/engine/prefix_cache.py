@@ -23,6 +23,10 @@ import numpy as np
 from app.engine.request import Sequence
 from app.engine.runner import KvSnapshot, ModelRunner
 
+# shorter hits are not taken: they save a few ms of prefill, and on int8 graphs a prompt's result depends on how
+# it is split into calls (the activations' dynamic quantization scale is per call), so short prompts stay as before
+MIN_REUSE_TOKENS = 32
+
 
 def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
     """Length of the longest common prefix of two int64 token arrays."""
@@ -76,12 +80,14 @@ class PrefixCache:
                 if n > best:
                     best, donor = n, other
         key, n = self._match(seq.cache_salt, prompt)
-        if key is not None and n > best:
+        best = max(best, n)
+        if best < MIN_REUSE_TOKENS:
+            best = 0
+        elif key is not None and n >= best:
             entry = self._entries[key]
             self._entries.move_to_end(key)
-            self.runner.restore(seq.slot, entry.kv, n)
-            best = n
-        elif donor is not None:
+            self.runner.restore(seq.slot, entry.kv, best)
+        else:
             self.runner.copy(donor.slot, seq.slot, best)
         seq.computed = seq.cached_tokens = best
         self._make_room(0, _live_tokens(running) + len(seq.prompt_ids))

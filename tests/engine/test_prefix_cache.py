@@ -16,7 +16,10 @@ from tests.engine.conftest import generate, run, running_engine
 
 SYSTEM = "You are a patient tutor. You explain every step, you check the student's answer, and you stay polite. " * 3
 FRANCE = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "What is the capital of France?"}]
-OTHER = [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "Name a fruit."}]
+OTHER = [
+    {"role": "system", "content": "Answer in French, in one short sentence, and never use an English word. " * 2},
+    {"role": "user", "content": "Name a fruit."},
+]
 GREEDY = SamplingParams(max_new_tokens=12, ignore_eos=True)
 
 
@@ -36,7 +39,7 @@ async def _script(engine) -> dict[str, tuple[list[int], int, int]]:
 
     first = enc(FRANCE)
     await one("cold", first)  # nothing cached yet
-    await one("other", enc(OTHER))  # shares only the chat template's opening
+    await one("other", enc(OTHER))  # shares only the chat template's opening: too short to reuse
     turn2 = [
         *FRANCE,
         {"role": "assistant", "content": engine.tokenizer.decode(results["cold"][0])},
@@ -78,7 +81,7 @@ def test_cache_changes_no_token_and_counts_hits(real_models, without_cache):
     cached = {k: r[1] for k, r in with_cache.items()}
     prompt = {k: r[2] for k, r in with_cache.items()}
     assert cached["cold"] == 0
-    assert 0 < cached["other"] < 20  # the template's opening only
+    assert cached["other"] == 0  # the template's opening only: under MIN_REUSE_TOKENS
     assert cached["turn2"] >= prompt["cold"]  # system prompt, question and (most of) the first answer
     assert cached["again"] == prompt["cold"] - 1  # all but the last position
     assert cached["salted"] == 0
@@ -86,10 +89,25 @@ def test_cache_changes_no_token_and_counts_hits(real_models, without_cache):
 
 
 def test_tiny_budget_evicts_and_stays_exact(real_models, without_cache):
-    results, (held, budget) = _run_script(real_models.get("gqa", "fp32"), 1)
+    results, (held, budget) = _run_script(real_models.get("gqa", "fp32"), 2)
     assert {k: r[0] for k, r in results.items()} == {k: r[0] for k, r in without_cache.items()}
-    assert budget == 2**20 // (2 * 30 * 3 * 64 * 4)
+    assert budget == 2 * 2**20 // (2 * 30 * 3 * 64 * 4)
     assert 0 < held <= budget
+
+
+def test_n_choices_prefill_once_and_equal_the_choice_alone(real_models):
+    async def main():
+        async with running_engine(real_models.get("gqa", "fp32"), prefix_cache_mb=64) as engine:
+            ids = engine.tokenizer.encode_chat(FRANCE)
+            params = SamplingParams(max_new_tokens=16, ignore_eos=True)
+            choices = await asyncio.gather(*[generate(engine, ids, params) for _ in range(3)])
+            return ids, choices
+
+    ids, choices = run(main())
+    (first, first_events), *others = choices
+    assert first_events[-1].usage.cached_tokens == 0
+    for tokens, events in others:  # admitted after the first, which is then a running donor
+        assert tokens == first and events[-1].usage.cached_tokens == len(ids) - 1
 
 
 def test_snapshot_memory_goes_back_to_the_os():
