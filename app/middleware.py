@@ -26,6 +26,7 @@ ROUTES = frozenset(
         "/v1/generate",
         "/v1/completions",
         "/v1/chat/completions",
+        "/v1/responses",
         "/v1/models",
         "/v1/tokenize",
         "/v1/detokenize",

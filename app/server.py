@@ -21,7 +21,8 @@ from app.errors import handle_exception
 from app.logging import configure_logging
 from app.metrics import Metrics
 from app.middleware import GatewayMiddleware
-from app.routes import native, openai, system
+from app.responses import ResponseStore
+from app.routes import native, openai, responses, system
 from app.state import Gateway
 
 log = structlog.get_logger("llm_gateway.server")
@@ -50,7 +51,13 @@ def create_app(settings: Settings) -> Any:
             await gateway.close()
 
     app = Litestar(
-        route_handlers=[*system.ROUTES, native.generate, openai.completions, openai.chat_completions],
+        route_handlers=[
+            *system.ROUTES,
+            native.generate,
+            openai.completions,
+            openai.chat_completions,
+            *responses.ROUTES,
+        ],
         lifespan=[lifespan],
         state=_state(gateway, settings),
         exception_handlers={Exception: handle_exception},
@@ -78,7 +85,7 @@ def create_app(settings: Settings) -> Any:
 def _state(gateway: Gateway, settings: Settings) -> Any:
     from litestar.datastructures import State
 
-    return State({"gateway": gateway, "settings": settings})
+    return State({"gateway": gateway, "settings": settings, "responses": ResponseStore.from_settings(settings)})
 
 
 class _Server(uvicorn.Server):
