@@ -17,6 +17,8 @@ from app.errors import ApiError
 from app.schemas_responses import (
     IncompleteDetails,
     InputItem,
+    InputMessageItem,
+    ItemPart,
     OutputMessage,
     OutputText,
     ResponseError,
@@ -115,6 +117,22 @@ def input_messages(value: str | list[InputItem], param: str = "input") -> list[d
         out.append(convert(item, f"{param}[{i}]"))
     if not out:
         raise ApiError(400, f"{param}: give at least one item", param=param)
+    return out
+
+
+def listed_items(value: str | list[InputItem]) -> list[InputMessageItem]:
+    """`input` (already checked by input_messages) as the items GET .../input_items lists, with new ids."""
+    if isinstance(value, str):
+        value = [InputItem(role="user", content=value)]
+    out = []
+    for i, item in enumerate(value):
+        assistant = item.role == "assistant"
+        part = ItemPart(
+            type="output_text" if assistant else "input_text",
+            text=_text_of(item.content, f"input[{i}].content"),
+            annotations=[] if assistant else None,
+        )
+        out.append(InputMessageItem(id=new_id("msg"), role=item.role or "user", content=[part]))
     return out
 
 

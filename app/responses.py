@@ -16,7 +16,7 @@ from typing import Any
 
 from app.config import Settings
 from app.errors import ApiError
-from app.schemas_responses import ResponseObject
+from app.schemas_responses import InputItemList, InputMessageItem, ResponseObject
 
 
 @dataclass(slots=True)
@@ -25,6 +25,23 @@ class StoredResponse:
     conversation: list[dict[str, Any]]  # template messages: the chain's inputs and outputs, oldest first
     owner: str | None  # sha256 of the creating request's bearer key; None when keys are off
     stored_at: float  # clock() value
+    input_items: list[InputMessageItem]  # this response's own input, oldest first
+
+    def page(self, limit: int, order: str, after: str | None) -> InputItemList:
+        """The input items in `order` (asc or desc), `limit` of them, starting after the item `after`."""
+        listed = self.input_items if order == "asc" else self.input_items[::-1]
+        ids = [item.id for item in listed]
+        if after is not None:
+            if after not in ids:
+                raise ApiError(400, f"after: no input item {after!r} in this response", param="after")
+            listed = listed[ids.index(after) + 1 :]
+        data = listed[:limit]
+        return InputItemList(
+            data=data,
+            has_more=len(listed) > limit,
+            first_id=data[0].id if data else None,
+            last_id=data[-1].id if data else None,
+        )
 
 
 class ResponseStore:
@@ -44,9 +61,15 @@ class ResponseStore:
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, response: ResponseObject, conversation: list[dict[str, Any]], owner: str | None) -> None:
+    def put(
+        self,
+        response: ResponseObject,
+        conversation: list[dict[str, Any]],
+        owner: str | None,
+        input_items: list[InputMessageItem] | None = None,
+    ) -> None:
         self._expire()
-        self._items[response.id] = StoredResponse(response, conversation, owner, self.clock())
+        self._items[response.id] = StoredResponse(response, conversation, owner, self.clock(), input_items or [])
         self._items.move_to_end(response.id)
         while len(self._items) > self.max_items:
             self._items.popitem(last=False)

@@ -163,6 +163,30 @@ class ResponseObject(Struct, kw_only=True):
     object: Literal["response"] = "response"
 
 
+class ItemPart(Struct, kw_only=True, omit_defaults=True):
+    type: Annotated[str, Meta(description="input_text, or output_text in assistant messages.")]
+    text: str
+    annotations: list[Any] | None = None
+
+
+class InputMessageItem(Struct, kw_only=True):
+    """One item of a stored response's input, as GET /v1/responses/{id}/input_items lists it."""
+
+    id: Annotated[str, Meta(description="msg_...")]
+    role: Annotated[str, Meta(description="user, system, developer or assistant, as sent.")]
+    content: list[ItemPart]
+    status: str = "completed"
+    type: Literal["message"] = "message"
+
+
+class InputItemList(Struct, kw_only=True):
+    data: list[InputMessageItem]
+    has_more: bool
+    first_id: str | None
+    last_id: str | None
+    object: Literal["list"] = "list"
+
+
 class ResponseDeleted(Struct):
     id: str
     deleted: bool = True

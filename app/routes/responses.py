@@ -7,11 +7,11 @@ import itertools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from litestar import Request, delete, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, Parameter
 from litestar.response import Response, Stream
 
 from app import generation
@@ -22,6 +22,8 @@ from app.response_items import Status
 from app.responses import ResponseStore, owner_of
 from app.schemas import error_responses
 from app.schemas_responses import (
+    InputItemList,
+    InputMessageItem,
     OutputMessage,
     OutputText,
     ResponseDeleted,
@@ -40,6 +42,7 @@ class Run:
     response: ResponseObject
     message_id: str
     conversation: list[dict[str, Any]]  # the chain so far plus this input, as template messages
+    input_items: list[InputMessageItem]
     owner: str | None
     store: ResponseStore | None  # None: store: false
 
@@ -48,7 +51,8 @@ class Run:
         usage = items.usage(job.prompt_tokens, len(choice.token_ids))
         response = items.finish(self.response, self.message_id, choice.text, choice.finish_reason, usage, choice.error)
         if self.store is not None:
-            self.store.put(response, [*self.conversation, *items.output_messages(response.output)], self.owner)
+            conversation = [*self.conversation, *items.output_messages(response.output)]
+            self.store.put(response, conversation, self.owner, self.input_items)
         return response
 
 
@@ -77,7 +81,8 @@ async def create_response(
         request.scope["state"]["log"]["prompt"] = messages
     job = _start(request, gateway, engine.tokenizer.encode_chat(messages), data)
     response = items.skeleton(items.new_id("resp"), int(time.time()), gateway.model_id, data)
-    run = Run(response, items.new_id("msg"), [*history, *new], owner, store if data.store else None)
+    listed = items.listed_items(data.input)
+    run = Run(response, items.new_id("msg"), [*history, *new], listed, owner, store if data.store else None)
     if data.stream:
         return sse_response(_stream(job, run, gateway.settings.sse_keepalive))
     await generation.collect(job, request)
@@ -109,7 +114,25 @@ async def delete_response(request: Request[Any, Any, Any], state: State, respons
     return ResponseDeleted(id=response_id)
 
 
-ROUTES = [create_response, retrieve_response, delete_response]
+@get(
+    "/v1/responses/{response_id:str}/input_items",
+    summary="The input items of a stored response",
+    tags=["openai"],
+    responses=error_responses(400, 401, 404),
+)
+async def list_input_items(
+    request: Request[Any, Any, Any],
+    state: State,
+    response_id: FromPath[str],
+    limit: Annotated[int, Parameter(ge=1, le=100, description="Items per page.")] = 20,
+    order: Annotated[Literal["asc", "desc"], Parameter(description="Oldest first (asc) or newest first.")] = "desc",
+    after: Annotated[str | None, Parameter(description="List the items after this item id.")] = None,
+) -> InputItemList:
+    owner = owner_of(request.headers, state.gateway.settings)
+    return state.responses.get(response_id, owner, "response_id").page(limit, order, after)
+
+
+ROUTES = [create_response, retrieve_response, delete_response, list_input_items]
 
 
 def _start(request: Request[Any, Any, Any], gateway: Gateway, prompt_ids: list[int], data: ResponseRequest) -> Job:

@@ -64,6 +64,14 @@ def test_message_items_and_instructions_reach_the_template(client, server):
     assert r.output_text == _chat(client, expected, 12) and r.instructions == "Be brief."
     tokens = httpx.post(f"{server.url}/v1/tokenize", json={"messages": expected}, timeout=30).json()["count"]
     assert r.usage.input_tokens == tokens
+    listed = client.responses.input_items.list(r.id)  # newest first by default, as in OpenAI's API
+    assert [(i.role, i.content[0].text) for i in listed.data] == [
+        ("user", QUESTION),
+        ("developer", "Answer in French."),
+    ]
+    paged = client.responses.input_items.list(r.id, order="asc", limit=1)  # the client follows `after`
+    assert [i.role for i in paged] == ["developer", "user"] and paged.has_more
+    assert all(i.id.startswith("msg_") and i.type == "message" for i in listed.data)
 
 
 def test_stream_events_as_the_client_parses_them(client):

@@ -109,3 +109,17 @@ def test_finish_sets_status_output_and_details(finish_reason, status, reason):
     assert (r.error.message if r.error else None) == ("boom" if status == "failed" else None)
     assert items.output_messages(r.output) == [{"role": "assistant", "content": "text"}]
     assert r.output[0].status == ("completed" if status == "completed" else "incomplete")
+
+
+def test_input_items_page_in_either_order_after_an_id():
+    listed = items.listed_items(request(input=[{"role": "user", "content": t} for t in "abc"]).input)
+    store = ResponseStore(max_items=10, ttl_s=60.0, clock=Clock())
+    store.put(response("r"), [], None, listed)
+    stored = store.get("r", None, "response_id")
+    page = stored.page(limit=2, order="desc", after=None)
+    assert [i.content[0].text for i in page.data] == ["c", "b"] and page.has_more and page.last_id == listed[1].id
+    rest = stored.page(limit=2, order="desc", after=page.last_id)
+    assert [i.content[0].text for i in rest.data] == ["a"] and not rest.has_more
+    with pytest.raises(ApiError) as exc:
+        stored.page(limit=2, order="asc", after="msg_unknown")
+    assert exc.value.param == "after"
