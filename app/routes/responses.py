@@ -75,13 +75,12 @@ async def create_response(
     history = []
     if data.previous_response_id:
         history = store.get(data.previous_response_id, owner, "previous_response_id").conversation
-    new = items.input_messages(data.input)
+    new, listed = items.input_messages(data.input), items.listed_items(data.input)
     messages = items.prompt_messages(data.instructions, history, new)
     if gateway.settings.log_prompts:
         request.scope["state"]["log"]["prompt"] = messages
     job = _start(request, gateway, engine.tokenizer.encode_chat(messages), data)
     response = items.skeleton(items.new_id("resp"), int(time.time()), gateway.model_id, data)
-    listed = items.listed_items(data.input)
     run = Run(response, items.new_id("msg"), [*history, *new], listed, owner, store if data.store else None)
     if data.stream:
         return sse_response(_stream(job, run, gateway.settings.sse_keepalive))

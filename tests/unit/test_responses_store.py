@@ -81,7 +81,13 @@ def test_input_items_become_template_messages():
                 "role": "user",
                 "content": [{"type": "input_text", "text": "a"}, {"type": "input_text", "text": "b"}],
             },
-            {"role": "assistant", "content": [{"type": "output_text", "text": "c"}]},
+            {  # an output item of an earlier response, sent back as input
+                "type": "message",
+                "id": "msg_1",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": "c", "annotations": [], "logprobs": []}],
+            },
         ]
     )
     assert items.input_messages(data.input) == [
