@@ -100,6 +100,15 @@ def test_stream_events_as_the_client_parses_them(client):
     assert final.usage.output_tokens == 8 and final.incomplete_details.reason == "max_output_tokens"
     assert {e.item_id for e in events if hasattr(e, "item_id")} == {final.output[0].id}
     assert text == client.responses.create(**kwargs).output_text
+
+    # the client's accumulating helper; its get_final_response() needs response.completed, so stop on a
+    # stop string (after a length stop, OpenAI's API and this server send response.incomplete instead)
+    stopped = dict(input=QUESTION, max_output_tokens=16, extra_body={"stop": [" "]}, **GREEDY)
+    with client.responses.stream(**stopped) as helper:
+        streamed = "".join(e.delta for e in helper if e.type == "response.output_text.delta")
+        done = helper.get_final_response()
+    assert done.status == "completed" and done.output_text == streamed and done.incomplete_details is None
+    assert done.output[0].status == "completed" and 1 <= done.usage.output_tokens < 16
     assert client.responses.retrieve(final.id).output_text == text
 
 
