@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from app.engine.stopping import FinishReason
 from app.errors import ApiError
 from app.schemas_responses import (
     IncompleteDetails,
@@ -39,13 +40,13 @@ class Status(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-# the one table from the generation's finish_reason to a response's status and incomplete reason
+# the one table from the generation's finish reason to a response's status and incomplete reason
 FINISHED = {
-    "stop": (Status.COMPLETED, None),
-    "length": (Status.INCOMPLETE, "max_output_tokens"),
-    "abort": (Status.CANCELLED, None),
-    "timeout": (Status.FAILED, None),
-    "error": (Status.FAILED, None),
+    FinishReason.STOP: (Status.COMPLETED, None),
+    FinishReason.LENGTH: (Status.INCOMPLETE, "max_output_tokens"),
+    FinishReason.ABORT: (Status.CANCELLED, None),
+    FinishReason.TIMEOUT: (Status.FAILED, None),
+    FinishReason.ERROR: (Status.FAILED, None),
 }
 
 
@@ -182,18 +183,21 @@ def finish(
     response: ResponseObject,
     message_id: str,
     text: str,
-    finish_reason: str | None,
+    finish_reason: FinishReason | None,
     usage: ResponseUsage,
     error: str | None = None,
 ) -> ResponseObject:
-    """Fill in status, output, usage and error from how the generation ended (in place, and returned)."""
-    status, reason = FINISHED.get(finish_reason or "error", (Status.FAILED, None))
+    """Fill in status, output, usage and error from how the generation ended (in place, and returned);
+    a generation that never finished counts as failed."""
+    status, reason = FINISHED[finish_reason or FinishReason.ERROR]
     response.status = status
     response.output = output_items(message_id, text, status)
     response.usage = usage
     response.incomplete_details = IncompleteDetails(reason) if status is Status.INCOMPLETE else None
     if status is Status.FAILED:
-        message = error or ("the generation hit the server's request timeout" if finish_reason == "timeout" else "")
+        message = error or (
+            "the generation hit the server's request timeout" if finish_reason is FinishReason.TIMEOUT else ""
+        )
         response.error = ResponseError(code="server_error", message=message or "the generation failed")
     if status is Status.COMPLETED:
         response.completed_at = int(time.time())

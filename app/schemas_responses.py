@@ -7,18 +7,7 @@ from typing import Annotated, Any, Literal
 
 from msgspec import UNSET, Meta, Struct, UnsetType, field
 
-from app.schemas import (
-    MaxTokens,
-    MinP,
-    Penalty,
-    RepetitionPenalty,
-    Seed,
-    Stop,
-    Temperature,
-    TokenIds,
-    TopK,
-    TopP,
-)
+from app.schemas import MaxTokens, OpenAIRequest
 
 # -- request -----------------------------------------------------------------------------------------
 
@@ -50,10 +39,10 @@ class TextConfig(Struct, kw_only=True):
     verbosity: Annotated[str | None, Meta(description="Accepted and ignored.")] = None
 
 
-class ResponseRequest(Struct, kw_only=True):
-    """POST /v1/responses. The input goes through the model's chat template, as on /v1/chat/completions."""
+class ResponseRequest(OpenAIRequest, kw_only=True):
+    """POST /v1/responses. The input goes through the model's chat template, as on /v1/chat/completions.
+    The sampling fields (temperature, top_p and the chat route's extensions) come from `Sampling`."""
 
-    model: Annotated[str | None, Meta(description="The served model id (see GET /v1/models).")] = None
     input: Annotated[str | list[InputItem], Meta(description="A user message as text, or a list of message items.")]
     instructions: Annotated[
         str | None,
@@ -66,11 +55,8 @@ class ResponseRequest(Struct, kw_only=True):
         bool, Meta(description="Keep the response for GET /v1/responses/{id} and previous_response_id (in memory).")
     ] = True
     max_output_tokens: MaxTokens | None = None
-    temperature: Temperature = 1.0
-    top_p: TopP = 1.0
     stream: Annotated[bool, Meta(description="Stream the response as typed Server-Sent Events.")] = False
     metadata: Annotated[dict[str, str] | None, Meta(description="Up to 16 key/value pairs, returned as is.")] = None
-    user: Annotated[str | None, Meta(description="Accepted and ignored.")] = None
     # refused for now (structured outputs and tools are wired after the constrained decoder lands)
     text: Annotated[TextConfig | None, Meta(description="Output format; only text.")] = None
     tools: Annotated[list[Any] | None, Meta(description="Not supported yet: must be empty.")] = None
@@ -78,16 +64,6 @@ class ResponseRequest(Struct, kw_only=True):
     parallel_tool_calls: Annotated[bool | None, Meta(description="Accepted and ignored (no tools).")] = None
     background: Annotated[bool | None, Meta(description="Not supported: must be false.")] = None
     truncation: Annotated[str | None, Meta(description="Only disabled: a too-long input is a 400.")] = None
-    # extensions, as on the chat route
-    top_k: TopK = 0
-    min_p: MinP = 0.0
-    repetition_penalty: RepetitionPenalty = 1.0
-    presence_penalty: Penalty = 0.0
-    frequency_penalty: Penalty = 0.0
-    seed: Seed | None = None
-    stop: Stop | None = None
-    stop_token_ids: TokenIds | None = None
-    ignore_eos: Annotated[bool, Meta(description="Keep generating past the end-of-sequence token.")] = False
 
 
 # -- response ----------------------------------------------------------------------------------------

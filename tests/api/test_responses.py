@@ -164,6 +164,19 @@ def test_bad_input_is_a_400_naming_the_field(server, body, param):
     assert r.json()["error"]["param"] == param and r.json()["error"]["type"] == "invalid_request_error"
 
 
+def test_stored_response_routes_are_labelled_by_their_template(client, server):
+    r = client.responses.create(input="Hi", max_output_tokens=1, **GREEDY)
+    before = server.metrics()
+    client.responses.retrieve(r.id, extra_headers={"X-Request-Id": "resp-label-1"})
+    client.responses.input_items.list(r.id)
+    after = server.metrics()
+    for route in ("/v1/responses/{response_id}", "/v1/responses/{response_id}/input_items"):
+        key = f'llm_requests_total{{route="{route}",status="200"}}'
+        assert after[key] == before.get(key, 0) + 1, route
+    [line] = [x for x in server.log_lines() if x.get("request_id") == "resp-label-1"]
+    assert line["route"] == "/v1/responses/{response_id}" and line["path"] == f"/v1/responses/{r.id}"
+
+
 def test_unknown_previous_response_id_is_a_404(client):
     with pytest.raises(openai.NotFoundError) as exc:
         client.responses.create(input="Hi", previous_response_id="resp_unknown", max_output_tokens=2)

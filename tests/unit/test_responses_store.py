@@ -7,6 +7,7 @@ import pytest
 
 from app import response_items as items
 from app.config import SettingsError, load_settings
+from app.engine.stopping import FinishReason
 from app.errors import ApiError
 from app.responses import ResponseStore, owner_of
 from app.schemas_responses import ResponseObject, ResponseRequest
@@ -106,7 +107,14 @@ def test_input_items_become_template_messages():
 
 @pytest.mark.parametrize(
     ("finish_reason", "status", "reason"),
-    [("stop", "completed", None), ("length", "incomplete", "max_output_tokens"), ("error", "failed", None)],
+    [
+        (FinishReason.STOP, "completed", None),
+        (FinishReason.LENGTH, "incomplete", "max_output_tokens"),
+        (FinishReason.ABORT, "cancelled", None),
+        (FinishReason.TIMEOUT, "failed", None),
+        (FinishReason.ERROR, "failed", None),
+        (None, "failed", None),  # a generation that never finished
+    ],
 )
 def test_finish_sets_status_output_and_details(finish_reason, status, reason):
     r = items.finish(response("r"), "msg_1", "text", finish_reason, items.usage(5, 3), error="boom")
@@ -115,6 +123,10 @@ def test_finish_sets_status_output_and_details(finish_reason, status, reason):
     assert (r.error.message if r.error else None) == ("boom" if status == "failed" else None)
     assert items.output_messages(r.output) == [{"role": "assistant", "content": "text"}]
     assert r.output[0].status == ("completed" if status == "completed" else "incomplete")
+
+
+def test_every_finish_reason_has_a_status():
+    assert set(items.FINISHED) == set(FinishReason)
 
 
 def test_input_items_page_in_either_order_after_an_id():
