@@ -141,14 +141,19 @@ class StreamOptions(Struct, kw_only=True):
     include_usage: Annotated[bool, Meta(description="Send a last chunk with usage and no choices.")] = False
 
 
-class _OpenAISampling(Sampling, kw_only=True):
+class OpenAIRequest(Sampling, kw_only=True):
+    """What every OpenAI request (completions, chat, responses) adds to the shared sampling fields."""
+
     model: Annotated[str | None, Meta(description="The served model id (see GET /v1/models).")] = None
-    max_tokens: MaxTokens | None = None
     temperature: Temperature = 1.0  # OpenAI's default; the native route's is greedy
+    user: Annotated[str | None, Meta(description="Accepted and ignored.")] = None
+
+
+class _OpenAISampling(OpenAIRequest, kw_only=True):
+    max_tokens: MaxTokens | None = None
     n: Annotated[int, Meta(ge=1, le=16, description="Number of choices to generate.")] = 1
     stream: Annotated[bool, Meta(description="Stream chunks as Server-Sent Events, ending with data: [DONE].")] = False
     stream_options: Annotated[StreamOptions | None, Meta(description="Streaming options (include_usage).")] = None
-    user: Annotated[str | None, Meta(description="Accepted and ignored.")] = None
     # extensions, as in vLLM
     min_tokens: MinTokens = 0
     # accepted for compatibility, refused when set to something we cannot honour

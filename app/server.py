@@ -24,7 +24,8 @@ from app.errors import handle_exception
 from app.logging import configure_logging
 from app.metrics import Metrics
 from app.middleware import RequestMiddleware, provide_context
-from app.routes import native, openai, system, unknown
+from app.responses import ResponseStore
+from app.routes import native, openai, responses, system, unknown
 from app.state import Gateway
 
 log = structlog.get_logger("llm_gateway.server")
@@ -40,6 +41,7 @@ def create_app(settings: Settings) -> Litestar:
         settings=settings,
         metrics=metrics,
         manifest=manifest,
+        responses=ResponseStore.from_settings(settings),
         model_id=settings.model_name or manifest.name,
         created=int(time.time()),
     )
@@ -54,7 +56,13 @@ def create_app(settings: Settings) -> Litestar:
 
     keys = settings.accepted_keys()
     return Litestar(
-        route_handlers=[*system.ROUTES, native.generate, openai.completions, openai.chat_completions],
+        route_handlers=[
+            *system.ROUTES,
+            native.generate,
+            openai.completions,
+            openai.chat_completions,
+            *responses.ROUTES,
+        ],
         lifespan=[lifespan],
         state=State({"gateway": gateway, "settings": settings}),
         dependencies={

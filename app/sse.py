@@ -1,8 +1,9 @@
 """The one SSE driver of every streaming route, on Litestar's `ServerSentEvent`.
 
 A route supplies `render` (its chunks for one engine event) and optionally a `head` and a `tail`; the driver
-adds keep-alive comments while the request waits, the error frame when the engine fails mid-stream and, for
-OpenAI streams, `data: [DONE]`. A client that disconnects stops the iteration, which cancels the generation.
+adds keep-alive comments while the request waits, the error frame when the engine fails mid-stream (or the
+route's own `failed` events) and, for OpenAI streams, `data: [DONE]`. A client that disconnects stops the
+iteration, which cancels the generation.
 """
 
 from __future__ import annotations
@@ -36,10 +37,15 @@ def sse_response(
     openai: bool,
     head: Iterable[Struct] = (),
     tail: Callable[[], Iterable[Struct]] = tuple,
+    failed: Callable[[str], Iterable[Struct]] | None = None,
+    named: bool = False,
 ) -> ServerSentEvent:
     """Native streams end with the final rendered event, or an `event: error` frame; OpenAI streams end with
-    the tail (the usage chunk) and `data: [DONE]`, or an error data frame and `data: [DONE]`."""
-    return ServerSentEvent(_messages(job, keepalive_s, render, openai, head, tail))
+    the tail (the usage chunk) and `data: [DONE]`, or an error data frame and `data: [DONE]`.
+
+    `failed(message)` replaces the error frame of a mid-stream engine failure with the route's own events;
+    `named` makes each payload's `type` its SSE event name (the Responses API's typed events)."""
+    return ServerSentEvent(_messages(job, keepalive_s, render, openai, head, tail, failed, named))
 
 
 async def _messages(
@@ -49,9 +55,14 @@ async def _messages(
     openai: bool,
     head: Iterable[Struct],
     tail: Callable[[], Iterable[Struct]],
+    failed: Callable[[str], Iterable[Struct]] | None,
+    named: bool,
 ) -> AsyncIterator[ServerSentEventMessage]:
+    def framed(payload: Struct) -> ServerSentEventMessage:
+        return message(payload, event=getattr(payload, "type", None) if named else None)
+
     for payload in head:
-        yield message(payload)
+        yield framed(payload)
     async with contextlib.aclosing(generation.merged(job, keepalive_s)) as events:
         async for item in events:
             if item is KEEPALIVE:
@@ -59,14 +70,18 @@ async def _messages(
                 continue
             index, event = item
             if event.error:
-                error = ErrorBody(ErrorDetail(message=event.error, type="server_error", code="engine_error"))
-                yield message(error, event=None if openai else "error")
+                if failed is not None:
+                    for payload in failed(event.error):
+                        yield framed(payload)
+                else:
+                    error = ErrorBody(ErrorDetail(message=event.error, type="server_error", code="engine_error"))
+                    yield message(error, event=None if openai else "error")
                 if openai:
                     yield DONE_MESSAGE
                 return
             for payload in render(index, event):
-                yield message(payload)
+                yield framed(payload)
     for payload in tail():
-        yield message(payload)
+        yield framed(payload)
     if openai:
         yield DONE_MESSAGE
