@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     try:
         from benchmarks import cli as bench_cli
     except ImportError:  # the runtime image ships without the benchmarks
-        bench.set_defaults(missing="bench")
+        bench.set_defaults(missing="benchmarks")
     else:
         bench_cli.add_arguments(bench)
     return parser
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     missing = getattr(args, "missing", None)
     if missing is not None:
-        print(f"llm-gateway {missing}: the {missing} package is not part of this install", file=sys.stderr)
+        print(f"llm-gateway {args.command}: not part of this install (no {missing} package)", file=sys.stderr)
         return 2
     if args.command == "export":
         from export import cli as export_cli

@@ -14,8 +14,18 @@ from collections.abc import Sequence as Ids
 import numpy as np
 
 from app.engine.detokenizer import IncrementalDetokenizer
-from app.engine.manifest import GraphIO, GraphKind, GreedyCheck, Manifest, ModelShape, Quant, Recipe, SourceInfo
-from app.engine.manifest import Thresholds, Validation
+from app.engine.manifest import (
+    GraphIO,
+    GraphKind,
+    GreedyCheck,
+    Manifest,
+    ModelShape,
+    Quant,
+    Recipe,
+    SourceInfo,
+    Thresholds,
+    Validation,
+)
 from app.engine.params import SamplingParams
 from app.engine.request import Sequence
 from app.engine.stopping import StoppingCriteria
@@ -167,9 +177,7 @@ def fake_manifest(context_length: int = 256) -> Manifest:
         eos_token_ids=[EOS],
         pad_token_id=None,
     )
-    greedy = GreedyCheck(
-        prompts=0, new_tokens=0, exact_prompts=0, tie_divergences=0, matched_tokens=0, total_tokens=0
-    )
+    greedy = GreedyCheck(prompts=0, new_tokens=0, exact_prompts=0, tie_divergences=0, matched_tokens=0, total_tokens=0)
     validation = Validation(
         passed=True,
         thresholds=Thresholds(max_ppl_increase_pct=0, min_top1_agreement=0, require_greedy_match=False),

@@ -113,12 +113,12 @@ def test_a_passed_deadline_ends_the_request_with_timeout_before_it_runs():
             prompt = create_prompts(1)[0]
             late = engine.submit(prompt, SamplingParams(max_new_tokens=5), deadline=time.monotonic() - 1)
             on_time = engine.submit(prompt, SamplingParams(max_new_tokens=5), deadline=time.monotonic() + 60)
-            return await collect(late), await collect(on_time), runner
+            return await collect(late), await collect(on_time), idle(engine) and runner.free
 
-    (late, late_events), (on_time, _), runner = asyncio.run(main())
+    (late, late_events), (on_time, _), freed = asyncio.run(main())
     assert late == [] and late_events[-1].finish_reason is FinishReason.TIMEOUT
     assert late_events[-1].timings is not None
-    assert on_time == reference(create_prompts(1)[0], 5)
+    assert on_time == reference(create_prompts(1)[0], 5) and freed
 
 
 @pytest.mark.parametrize("kind", ["prefill", "decode"])
@@ -135,3 +135,22 @@ def test_a_runner_failure_ends_the_request_with_an_error_and_the_engine_keeps_se
     assert failed[-1].finish_reason is FinishReason.ERROR
     assert f"injected {kind} failure" in failed[-1].error
     assert served == reference(prompt, 6) and freed
+
+
+def test_hundreds_of_cancellations_in_every_state_leak_no_slot_and_no_request():
+    async def main():
+        async with fake_engine(max_running=4, max_waiting=8) as (engine, runner):
+            prompt = create_prompts(1)[0]
+            for round_ in range(50):  # queued, prefilling and decoding ones
+                streams = [engine.submit(prompt, SamplingParams(max_new_tokens=100, ignore_eos=True)) for _ in range(8)]
+                if round_ % 2:
+                    await asyncio.sleep(0.001)
+                for s in streams:
+                    s.cancel()
+                for s in streams:
+                    await collect(s)
+            after, _ = await collect(engine.submit(prompt, SamplingParams(max_new_tokens=4)))
+            return prompt, after, await engine.drain(1.0), idle(engine), runner.free
+
+    prompt, after, drained, is_idle, freed = asyncio.run(main())
+    assert after == reference(prompt, 4) and drained and is_idle and freed
