@@ -64,7 +64,7 @@ class InjectedFailure(RuntimeError):
 class FakeRunner:
     """Implements app.engine.runner.ModelRunner. `fail_next("decode")` makes the next decode raise. Clearing
     `gate` holds every prefill and decode until it is set again; `pause_after(n)` clears it once n prefill and
-    decode calls have run (for tests that need the engine thread held mid-request)."""
+    decode calls have run; `held` tells when the engine thread waits there (tests that need it mid-request)."""
 
     def __init__(self, max_slots: int = 5, max_len: int = 256, eos_at: int | None = None) -> None:
         self.max_slots = max_slots
@@ -75,6 +75,7 @@ class FakeRunner:
         self.calls: list[tuple] = []  # ("prefill", slot, start, n) | ("decode", n) | ("move", src, dst, length)
         self.gate = threading.Event()
         self.gate.set()
+        self.held = threading.Event()  # set while a call waits at the closed gate
         self._failures: set[str] = set()
         self._pause_at: int | None = None
 
@@ -88,8 +89,12 @@ class FakeRunner:
         if self._pause_at is not None and sum(c[0] != "move" for c in self.calls) >= self._pause_at:
             self._pause_at = None
             self.gate.clear()
-        if not self.gate.wait(timeout=30):
-            raise TimeoutError("the test never opened the gate")
+        if not self.gate.is_set():
+            self.held.set()
+            opened = self.gate.wait(timeout=30)
+            self.held.clear()
+            if not opened:
+                raise TimeoutError("the test never opened the gate")
         if kind in self._failures:
             self._failures.discard(kind)
             raise InjectedFailure(f"injected {kind} failure")
@@ -98,8 +103,8 @@ class FakeRunner:
         self._enter("prefill")
         self.calls.append(("prefill", slot, start, len(token_ids)))
         cache = self.slots[slot]
-        if len(cache) != start:
-            raise ValueError(f"prefill at {start} into slot {slot}, which holds {len(cache)} positions")
+        if len(cache) != start or start + len(token_ids) > self.max_len:
+            raise ValueError(f"prefill of {len(token_ids)} at {start} into slot {slot}, which holds {len(cache)}")
         cache.extend(int(t) for t in token_ids)
         return logits_row(cache, self.eos_at)
 
@@ -109,7 +114,7 @@ class FakeRunner:
         rows = []
         for slot, (token, length) in enumerate(zip(token_ids.tolist(), lengths.tolist(), strict=True)):
             cache = self.slots[slot]
-            if len(cache) != length:
+            if len(cache) != length or length >= self.max_len:
                 raise ValueError(f"decode at {length} in slot {slot}, which holds {len(cache)} positions")
             cache.append(token)
             rows.append(logits_row(cache, self.eos_at))

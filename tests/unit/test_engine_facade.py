@@ -94,6 +94,7 @@ def test_cancel_ends_the_stream_with_abort_and_frees_the_slot():
             runner.pause_after(2)  # a prefill and one decode, then the engine thread holds in the next decode
             stream = engine.submit(prompt, SamplingParams(max_new_tokens=200, ignore_eos=True))
             got = [await stream.__anext__() for _ in range(2)]
+            assert await asyncio.to_thread(runner.held.wait, 30)
             stream.cancel()
             runner.gate.set()  # the held decode completes, then the abort is applied before another step
             rest = [e async for e in stream]
