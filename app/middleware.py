@@ -15,6 +15,7 @@ import structlog
 
 from app.config import Settings
 from app.metrics import Metrics
+from app.routes.pages import ASSETS, PAGE_PATHS
 from app.schemas import ErrorBody, ErrorDetail, encode
 
 log = structlog.get_logger("llm_gateway.access")
@@ -30,9 +31,8 @@ ROUTES = frozenset(
         "/v1/tokenize",
         "/v1/detokenize",
         "/v1/info",
-        "/docs",
-        "/redoc",
         "/openapi.json",
+        *PAGE_PATHS,
         *PUBLIC_PATHS,
         *METRICS_PATHS,
     }
@@ -106,6 +106,8 @@ class GatewayMiddleware:
     def _needs_key(self, scope: dict[str, Any], path: str) -> bool:
         if not self.keys or path in PUBLIC_PATHS or scope["method"] == "OPTIONS":
             return False
+        if path in PAGE_PATHS or path.startswith(f"{ASSETS}/"):
+            return False  # pages load without a key and ask for one; the API calls they make carry it
         return not (path in METRICS_PATHS and self.settings.metrics_public)
 
     def _authorized(self, headers: dict[bytes, bytes]) -> bool:

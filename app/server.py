@@ -13,7 +13,6 @@ import uvicorn
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
 
 from app.config import Settings
 from app.engine.manifest import ManifestError, read_manifest
@@ -21,7 +20,7 @@ from app.errors import handle_exception
 from app.logging import configure_logging
 from app.metrics import Metrics
 from app.middleware import GatewayMiddleware
-from app.routes import native, openai, system
+from app.routes import native, openai, pages, system
 from app.state import Gateway
 
 log = structlog.get_logger("llm_gateway.server")
@@ -50,7 +49,13 @@ def create_app(settings: Settings) -> Any:
             await gateway.close()
 
     app = Litestar(
-        route_handlers=[*system.ROUTES, native.generate, openai.completions, openai.chat_completions],
+        route_handlers=[
+            *system.ROUTES,
+            native.generate,
+            openai.completions,
+            openai.chat_completions,
+            *pages.asset_handlers(),
+        ],
         lifespan=[lifespan],
         state=_state(gateway, settings),
         exception_handlers={Exception: handle_exception},
@@ -63,11 +68,7 @@ def create_app(settings: Settings) -> Any:
             version=VERSION,
             path="/",
             description="CPU-first LLM serving on ONNX Runtime: native and OpenAI-compatible routes.",
-            render_plugins=[
-                SwaggerRenderPlugin(path="/docs"),
-                RedocRenderPlugin(path="/redoc"),
-                JsonRenderPlugin(path="/openapi.json"),
-            ],
+            render_plugins=pages.render_plugins(),
         ),
         logging_config=None,
         debug=False,
