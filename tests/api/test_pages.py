@@ -103,6 +103,9 @@ def test_playground_stop_aborts_and_frees_the_slot(server, open_page):
 
 def test_playground_with_api_keys_asks_for_one(make_server, open_page):
     srv = make_server(env={"LLM_GATEWAY_API_KEYS": "sesame"})
+    for public in ("/docs", "/redoc", "/assets/swagger-ui/swagger-ui.css", "/assets/redoc/redoc.standalone.js"):
+        assert httpx.get(f"{srv.url}{public}").status_code == 200, public
+    assert httpx.get(f"{srv.url}/v1/models").status_code == 401
     page, log = open_page(f"{srv.url}/")
     status = page.locator("#status")
     status.wait_for()
