@@ -31,6 +31,7 @@ def test_swagger_lists_the_operations_and_try_it_out_gets_200(server, open_page,
     page.locator(".opblock-summary").first.scroll_into_view_if_needed()
     screenshot(page, "docs", tmp_path)
     assert log.other_hosts(server.url) == []
+    assert server.metrics()['llm_requests_total{route="/assets/swagger-ui/{file_path}",status="200"}'] >= 1
 
 
 def test_redoc_renders_from_local_assets(server, open_page, tmp_path):
@@ -103,9 +104,10 @@ def test_playground_stop_aborts_and_frees_the_slot(server, open_page):
 
 def test_playground_with_api_keys_asks_for_one(make_server, open_page):
     srv = make_server(env={"LLM_GATEWAY_API_KEYS": "sesame"})
-    for public in ("/docs", "/redoc", "/assets/swagger-ui/swagger-ui.css", "/assets/redoc/redoc.standalone.js"):
+    for public in ("/", "/docs", "/redoc", "/assets/swagger-ui/swagger-ui.css", "/assets/redoc/redoc.standalone.js"):
         assert httpx.get(f"{srv.url}{public}").status_code == 200, public
-    assert httpx.get(f"{srv.url}/v1/models").status_code == 401
+    for private in ("/openapi.json", "/v1/models"):
+        assert httpx.get(f"{srv.url}{private}").status_code == 401, private
     page, log = open_page(f"{srv.url}/")
     status = page.locator("#status")
     status.wait_for()
