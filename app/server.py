@@ -15,7 +15,6 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
 
 from app.auth import ApiKeyGuard
 from app.config import Settings
@@ -25,7 +24,7 @@ from app.logging import configure_logging
 from app.metrics import Metrics
 from app.middleware import RequestMiddleware, provide_context
 from app.responses import ResponseStore
-from app.routes import native, openai, responses, system, unknown
+from app.routes import native, openai, pages, responses, system, unknown
 from app.state import Gateway
 
 log = structlog.get_logger("llm_gateway.server")
@@ -55,6 +54,7 @@ def create_app(settings: Settings) -> Litestar:
             await gateway.close()
 
     keys = settings.accepted_keys()
+    render_plugins = pages.render_plugins()
     return Litestar(
         route_handlers=[
             *system.ROUTES,
@@ -62,6 +62,7 @@ def create_app(settings: Settings) -> Litestar:
             openai.completions,
             openai.chat_completions,
             *responses.ROUTES,
+            *pages.asset_handlers(),
         ],
         lifespan=[lifespan],
         state=State({"gateway": gateway, "settings": settings}),
@@ -80,12 +81,8 @@ def create_app(settings: Settings) -> Litestar:
             title="llm-gateway",
             version=VERSION,
             description="CPU-first LLM serving on ONNX Runtime: native and OpenAI-compatible routes.",
-            openapi_router=unknown.docs_router(["/", "/docs", "/redoc", "/openapi.json"]),
-            render_plugins=[
-                SwaggerRenderPlugin(path="/docs"),
-                RedocRenderPlugin(path="/redoc"),
-                JsonRenderPlugin(path="/openapi.json"),
-            ],
+            openapi_router=unknown.docs_router([path for plugin in render_plugins for path in plugin.paths]),
+            render_plugins=render_plugins,
         ),
         logging_config=None,
         debug=False,
