@@ -21,9 +21,8 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
-from app.engine.manifest import GraphIO, GraphKind, Manifest, ModelShape
+from app.engine.manifest import LOGITS_TO_KEEP, GraphIO, GraphKind, Manifest, ModelShape
 
-LOGITS_TO_KEEP = "num_logits_to_keep"
 # the Optimum graph keeps KV as left-padded OrtValues rebuilt on every batch change: no slot to copy into cheaply
 PREFIX_CACHE_GQA_ONLY = "the prefix cache needs a gqa graph"
 

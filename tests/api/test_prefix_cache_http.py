@@ -1,5 +1,5 @@
 """The prefix cache through HTTP with the official `openai` client: cached_tokens in usage (plain, streamed,
-completions, n > 1), cache_salt, the Prometheus counters and gauges, and the request log line."""
+completions, n > 1, the Responses API), cache_salt, the Prometheus counters and gauges, and the request log line."""
 
 from __future__ import annotations
 
@@ -91,3 +91,14 @@ def test_native_route_reports_cached_tokens(server):
     httpx.post(f"{server.url}/v1/generate", json=body, timeout=60)
     r = httpx.post(f"{server.url}/v1/generate", json=body, timeout=60).json()
     assert r["usage"]["prompt_tokens_details"]["cached_tokens"] == r["usage"]["prompt_tokens"] - 1
+
+
+def test_responses_report_cached_input_tokens_and_take_cache_salt(client):
+    kwargs = dict(model=MODEL, instructions=_chat(uuid.uuid4().hex)[0]["content"], max_output_tokens=4, temperature=0)
+    cold = client.responses.create(input="Name a primary colour.", **kwargs)
+    salted = client.responses.create(input="Name a primary colour.", extra_body={"cache_salt": "tenant-r"}, **kwargs)
+    warm = client.responses.create(input="Name a primary colour.", **kwargs)
+    prompt = cold.usage.input_tokens
+    assert cold.usage.input_tokens_details.cached_tokens == 0
+    assert salted.usage.input_tokens_details.cached_tokens == 0
+    assert warm.usage.input_tokens_details.cached_tokens == prompt - 1
