@@ -5,10 +5,8 @@ import os
 import pytest
 
 from app.config import Settings, load_settings
-from benchmarks.http_load import chunk_text, request_body
-from benchmarks.plan import FULL_LEVELS, QUICK_LEVELS, make_plan
-from benchmarks.promptset import LENGTHS, STYLES, load_prompts
-from benchmarks.server_proc import server_env
+from benchmarks.load import chunk_text, request_body, server_env
+from benchmarks.plan import FULL_LEVELS, LENGTHS, QUICK_LEVELS, STYLES, load_prompts, make_plan
 from tests.conftest import run_cli
 
 
