@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,9 +202,8 @@ class HttpService:
         env = server_env(plan.threads, env)
         self.server = ServeProcess(model_dir, env, workdir / "logs")
         # readiness is polled from the start, so the load time does not depend on when the runner asks
-        self._ready: Future[float] = ThreadPoolExecutor(1, "bench-ready").submit(
-            self.server.wait_ready, plan.load_timeout_s
-        )
+        self._ready: Future[float] = Future()
+        threading.Thread(target=self._poll_ready, name="bench-ready", daemon=True).start()
         self.loop = asyncio.new_event_loop()
         self.client = make_client(self.server.url, max(plan.levels) + 4)
         self.model = ""
@@ -213,6 +212,12 @@ class HttpService:
     @property
     def pid(self) -> int:
         return self.server.proc.pid
+
+    def _poll_ready(self) -> None:
+        try:
+            self._ready.set_result(self.server.wait_ready(self.plan.load_timeout_s))
+        except Exception as exc:
+            self._ready.set_exception(exc)
 
     def ready(self) -> float:
         seconds = self._ready.result()
