@@ -1,4 +1,5 @@
-"""The graph adaptation that lets ORTModelForCausalLM run our Optimum-layout export, on tiny graph protos."""
+"""The Hugging Face side: the graph adaptation that lets ORTModelForCausalLM run our Optimum-layout
+export, on tiny graph protos."""
 
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
