@@ -10,10 +10,11 @@ tokenizes them itself; the benchmark checks that it counted the same prompt toke
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Literal
+
+import msgspec
 
 from app.config import Settings, available_cpus
 from app.engine.tokenizer import TextTokenizer
@@ -103,23 +104,36 @@ class EncodedPrompt:
         return self.prompt.id
 
 
+class PromptEntry(msgspec.Struct, frozen=True):
+    """One prompt of benchmarks/prompts/prompts.json; its text is in `file` beside it."""
+
+    id: str
+    length: Literal["short", "long"]
+    style: Literal["chat", "plain"]
+    file: str
+    system: str | None = None
+
+
+class PromptIndex(msgspec.Struct, frozen=True):
+    prompts: list[PromptEntry]
+    about: str = ""
+
+
 def load_prompts() -> list[Prompt]:
     folder = resources.files("benchmarks").joinpath("prompts")
-    index = json.loads(folder.joinpath("prompts.json").read_text(encoding="utf-8"))
+    try:
+        index = msgspec.json.decode(folder.joinpath("prompts.json").read_bytes(), type=PromptIndex)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"benchmarks/prompts/prompts.json: {exc}") from None
     prompts = [
-        _prompt(entry, folder.joinpath(entry["file"]).read_text(encoding="utf-8").strip()) for entry in index["prompts"]
+        Prompt(e.id, e.length, e.style, folder.joinpath(e.file).read_text(encoding="utf-8").strip(), e.system)
+        for e in index.prompts
     ]
     kinds = {(p.length, p.style) for p in prompts}
     missing = [f"{length}-{style}" for length in LENGTHS for style in STYLES if (length, style) not in kinds]
     if missing:
         raise ValueError(f"benchmarks/prompts/prompts.json lacks {', '.join(missing)} prompts")
     return prompts
-
-
-def _prompt(entry: dict[str, Any], text: str) -> Prompt:
-    if entry["length"] not in LENGTHS or entry["style"] not in STYLES:
-        raise ValueError(f"prompt {entry['id']}: length must be one of {LENGTHS} and style one of {STYLES}")
-    return Prompt(entry["id"], entry["length"], entry["style"], text, entry.get("system"))
 
 
 def encode(prompt: Prompt, tokenizer: TextTokenizer) -> EncodedPrompt:
