@@ -10,6 +10,7 @@ import pytest
 from app.config import Settings, load_settings
 from benchmarks.load import Scenario, chunk_text, request_body, run_scenario, server_env
 from benchmarks.plan import FULL_LEVELS, LENGTHS, QUICK_LEVELS, STYLES, load_prompts, make_plan
+from benchmarks.server import ServeProcess, ServerError
 from tests.conftest import run_cli
 
 
@@ -132,3 +133,12 @@ def test_a_scenario_runs_every_client_and_turn_and_keeps_each_conversation():
     assert len(second) == 2
     assert second[0][len(chat.messages)] == {"role": "assistant", "content": results[0].text}
     assert [m["role"] for m in second[0]].count("system") == (1 if chat.system else 0)
+
+
+def test_a_server_that_exits_before_ready_is_reported_with_its_code_and_log(tmp_path):
+    srv = ServeProcess(tmp_path / "no-model", server_env(threads=1), tmp_path / "logs")
+    with pytest.raises(ServerError, match="exited with 2") as failure:
+        srv.wait_ready(timeout=120)
+    assert "does not exist; run `llm-gateway export` first" in str(failure.value)
+    assert srv.stop() == 2
+    assert srv.log_path.parent == tmp_path / "logs" and str(srv.port) in srv.log_path.name
