@@ -8,15 +8,32 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from benchmarks.contestants import ENGINE, HTTP, Contestant
-from benchmarks.drivers import Driver, WorkerDriver
-from benchmarks.figures import Measured
-from benchmarks.machine import cpu_mark
-from benchmarks.plan import Plan
-from benchmarks.promptset import EncodedPrompt
-from benchmarks.rounds import RoundLog
-from benchmarks.timing import burst_rep, check_stream, single_stream_rep
+from benchmarks.machine import RoundLog, cpu_mark
+from benchmarks.plan import EncodedPrompt, Plan
+from benchmarks.stats import Burst, Measured, StreamTiming, burst_rep, check_stream, single_stream_rep
+from benchmarks.worker import Worker
+
+
+class Driver(Protocol):
+    """The runner's view of a contestant: a Worker process or the HttpService."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def ready(self) -> float: ...  # load seconds
+
+    def warmup(self, prompts: list[EncodedPrompt], new_tokens: int, clients: int) -> list[str]: ...  # notes
+
+    def single(self, prompts: list[EncodedPrompt], new_tokens: int) -> list[StreamTiming]: ...
+
+    def burst(self, prompt: EncodedPrompt, clients: int, new_tokens: int, probe: bool) -> Burst: ...
+
+    def finish(self) -> int: ...  # peak RSS bytes
+
+    def abort(self) -> None: ...
 
 
 def bursting(contestants: list[Contestant], quick: bool) -> set[str]:
@@ -52,11 +69,11 @@ class Setup:
 
 def make_driver(c: Contestant, setup: Setup) -> Driver:
     if c.kind == HTTP:
-        from benchmarks.http_side import HttpDriver
+        from benchmarks.load import HttpService
 
         assert c.model_dir is not None
-        return HttpDriver(c.model_dir, setup.plan, setup.workdir)
-    return WorkerDriver(c, setup.plan, setup.source, setup.workdir)
+        return HttpService(c.model_dir, setup.plan, setup.workdir)
+    return Worker(c, setup.plan, setup.source, setup.workdir)
 
 
 class Run:

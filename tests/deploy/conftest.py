@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.server import ServerError, free_port, wait_ready
 from tests.deploy.dockerfile import env_values, lay_out_context, read_stages, replay_pip_steps
 
 TOOL_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -84,12 +83,6 @@ def runtime_env(tmp_path_factory) -> RuntimeEnv:
     return RuntimeEnv(venv=venv, workdir=workdir, home=root / "nonexistent", image_env=env_values(stage))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def http_status(url: str, timeout: float = 5) -> int | None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
@@ -131,11 +124,10 @@ def runtime_server(runtime_env, real_models, tmp_path_factory):
         )
     server = RuntimeServer(url=f"http://127.0.0.1:{port}", port=port, pid=proc.pid, stderr=logs / "stderr")
     try:
-        deadline = time.monotonic() + 300
-        while http_status(f"{server.url}/v1/ready") != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server not ready (exit {proc.poll()}):\n{server.stderr_text()[-4000:]}")
-            time.sleep(0.5)
+        try:
+            wait_ready(server.url, 300, exited=proc.poll)
+        except ServerError:
+            pytest.fail(f"server not ready (exit {proc.poll()}):\n{server.stderr_text()[-4000:]}")
         yield server
     finally:
         proc.terminate()

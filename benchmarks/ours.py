@@ -1,4 +1,4 @@
-"""Our engine in-process (inside a worker): single streams and bursts of concurrent requests.
+"""Our engine in-process, inside a worker (benchmarks/worker.py): single streams and bursts of concurrent requests.
 
 Times are taken where an application would see them: when each TokenEvent reaches the asyncio side.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 from app.config import Settings
 from app.engine.engine import Engine
 from app.engine.params import SamplingParams
-from benchmarks.timing import StreamTiming
+from benchmarks.stats import StreamTiming
 
 
 class EngineContestant:
