@@ -91,7 +91,7 @@ class Container:
         self.name = self.name.stdout.strip()
 
     def argv(self, *command: str, env: dict[str, str] | None = None) -> list[str]:
-        flags = ["--isolation", "chroot", "--network", "host", *(f"--ulimit={u}" for u in build_image.ULIMITS)]
+        flags = ["--isolation", "chroot", "--network", "host"]  # buildah 1.28's run has no --ulimit; chroot needs none
         flags += [f"--env={key}={value}" for key, value in (env or {}).items()]
         return self.image.buildah.argv("run", *flags, self.name, "--", *command)
 

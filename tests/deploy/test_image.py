@@ -20,9 +20,11 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.conftest import free_port, http_status
+from tests.deploy.dockerfile import REPO
 from tests.deploy.image import (
     BUILD_SCRIPT,
     CACHE,
@@ -34,6 +36,7 @@ from tests.deploy.image import (
     registry_reachable,
     served_pid,
 )
+from tests.deploy.test_runtime_env import quantity_bytes
 from tests.sysdeps import ensure_apt
 
 pytestmark = pytest.mark.real
@@ -98,11 +101,12 @@ def server(image, container, tmp_path_factory):
     with open(logs / "stdout", "wb") as out, open(logs / "stderr", "wb") as err:
         proc = container.popen(*cmd, env=env, stdout=out, stderr=err)
     try:
-        deadline, pid = time.monotonic() + 300, None
+        started = time.monotonic()
         while http_status(f"http://127.0.0.1:{port}/v1/ready") != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is not None or time.monotonic() > started + 300:
                 pytest.fail(f"not ready (exit {proc.poll()}):\n{(logs / 'stderr').read_text()[-4000:]}")
             time.sleep(0.5)
+        print(f"container ready in {time.monotonic() - started:.1f} s (start, model load, warm-up)")
         pid = served_pid(port, proc.pid)
         assert pid, "no server process found under `buildah run`"
         yield Server(proc, port, pid, logs)
@@ -198,6 +202,18 @@ def test_streamed_completion(server):
     chunks = list(stream)
     assert "".join(c.choices[0].text for c in chunks if c.choices).strip()
     assert chunks[-1].choices[0].finish_reason in {"stop", "length"}
+
+
+def test_resident_memory_after_requests(server, record_property, capsys):
+    """Sizing input for docs/deploy.md: the replica's memory once it has served (2 threads), within the request."""
+    status = Path(f"/proc/{server.pid}/status").read_text()
+    rss_kb = int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+    record_property("container_server_rss_mb", round(rss_kb * 1024 / MB))
+    with capsys.disabled():
+        print(f"\ncontainer server RSS after requests: {rss_kb * 1024 / MB:.0f} MB")
+    deployment = yaml.safe_load((REPO / "deploy/kubernetes/deployment.yaml").read_text())
+    [spec] = deployment["spec"]["template"]["spec"]["containers"]
+    assert rss_kb * 1024 < quantity_bytes(spec["resources"]["requests"]["memory"])
 
 
 def test_metrics_parse(server):
