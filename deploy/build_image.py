@@ -11,6 +11,7 @@ Standard library only, so it runs before any virtualenv exists. docs/deploy.md e
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ DEFAULT_BASE = "python:3.11-slim-bookworm"
 # The Debian packages that make bookworm's Python 3.11 (3.11.2) a base the Dockerfile can build on.
 STANDIN_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 STANDIN_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/info/*", "/usr/share/locale/*")
+STANDIN_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8")
 # buildah's OCI runtime refuses its default nproc limit on some hosts; these are what a container gets anyway.
 ULIMITS = ("nofile=1024:1024", "nproc=1024:1024")
 
@@ -71,19 +73,26 @@ def pick_engine(requested: str) -> str:
     sys.exit("no Docker daemon answers and buildah is not installed: start Docker, or `apt-get install buildah`")
 
 
+def standin_argv(out: Path) -> list[str]:
+    argv = ["mmdebstrap", "--variant=minbase", "--aptopt=APT::Install-Recommends false"]
+    # merged /usr set up by the hook rather than the usrmerge package (which pulls in all of perl); no fsync
+    argv += ["--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr", "--dpkgopt=force-unsafe-io"]
+    argv += ["--include=" + ",".join(STANDIN_PACKAGES)]
+    argv += [f"--dpkgopt=path-exclude={pattern}" for pattern in STANDIN_EXCLUDES]
+    return [*argv, "--dpkgopt=path-include=/usr/share/locale/locale.alias", "bookworm", str(out)]
+
+
 def standin_tarball(cache: Path) -> Path:
-    """Debian bookworm minbase + Python 3.11 as a root filesystem tarball, made once with mmdebstrap."""
-    tarball = cache / "base" / "bookworm-python3.11.tar"
+    """Debian bookworm minbase + Python 3.11 as a root filesystem tarball, made once per recipe with mmdebstrap."""
+    recipe = hashlib.sha256(" ".join(standin_argv(Path("-"))).encode()).hexdigest()[:12]
+    tarball = cache / "base" / f"bookworm-python3.11-{recipe}.tar"
     if tarball.exists():
         return tarball
     if shutil.which("mmdebstrap") is None:
         sys.exit("--standin-base needs mmdebstrap: `apt-get install mmdebstrap`")
     tarball.parent.mkdir(parents=True, exist_ok=True)
     partial = tarball.with_suffix(".partial.tar")
-    argv = ["mmdebstrap", "--variant=minbase", "--aptopt=APT::Install-Recommends false"]
-    argv += ["--include=" + ",".join(STANDIN_PACKAGES)]
-    argv += [f"--dpkgopt=path-exclude={pattern}" for pattern in STANDIN_EXCLUDES]
-    argv += ["--dpkgopt=path-include=/usr/share/locale/locale.alias", "bookworm", str(partial)]
+    argv = standin_argv(partial)
     print("making the stand-in base:", " ".join(argv), flush=True)
     subprocess.run(argv, check=True)
     partial.rename(tarball)
@@ -99,8 +108,7 @@ def ensure_standin_base(engine: str, buildah: Buildah, name: str) -> None:
         container = buildah.run("from", "scratch", capture=True).stdout.strip()
         try:
             buildah.run("add", container, str(tarball), "/")
-            buildah.run("config", "--env", "PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", container)
-            buildah.run("config", "--env", "LANG=C.UTF-8", "--cmd", "python3", container)
+            buildah.run("config", *(f"--env={env}" for env in STANDIN_ENV), "--cmd", "python3", container)
             buildah.run("commit", "--format", "docker", "--rm", container, qualified(name))
         except subprocess.CalledProcessError:
             buildah.run("rm", container)
@@ -109,7 +117,8 @@ def ensure_standin_base(engine: str, buildah: Buildah, name: str) -> None:
     if subprocess.run(["docker", "image", "inspect", name], capture_output=True).returncode == 0:
         return
     tarball = standin_tarball(buildah.cache)
-    subprocess.run(["docker", "import", "--change", "ENV LANG=C.UTF-8", str(tarball), name], check=True)
+    changes = [f"--change=ENV {env}" for env in STANDIN_ENV] + ['--change=CMD ["python3"]']
+    subprocess.run(["docker", "import", *changes, str(tarball), name], check=True)
 
 
 def qualified(name: str) -> str:

@@ -87,8 +87,9 @@ class Server:
     def client(self) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key="unused", timeout=120, max_retries=0)
 
-    def stderr(self) -> str:
-        return (self.logs / "stderr").read_text(errors="replace")
+    def output(self) -> str:
+        """stdout (the JSON log lines) and stderr."""
+        return "".join((self.logs / name).read_text(errors="replace") for name in ("stdout", "stderr"))
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +250,7 @@ def test_sigterm_lets_the_request_in_flight_finish(server):
     reader.join(120)
     assert not reader.is_alive()
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
-    assert finish in (["length"], ["stop"]), f"the stream was cut at SIGTERM: {finish}\n{server.stderr()[-3000:]}"
+    assert finish in (["length"], ["stop"]), f"the stream was cut at SIGTERM: {finish}\n{server.output()[-3000:]}"
     assert len(chunks) > at_signal, "nothing was generated after SIGTERM: the signal did not land mid-stream"
-    assert server.proc.wait(timeout=60) == 0, server.stderr()[-3000:]
-    assert "server.draining" in server.stderr()
+    assert server.proc.wait(timeout=60) == 0, server.output()[-3000:]
+    assert "server.draining" in server.output()
