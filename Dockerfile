@@ -37,8 +37,10 @@ COPY deploy/requirements-runtime.txt ./deploy/
 RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install -r deploy/requirements-runtime.txt
 COPY pyproject.toml README.md ./
+# The server and the console script only: serving never imports export/ or benchmarks/, and without them
+# `llm-gateway export` and `bench` say they are not part of this install (llm_gateway/cli.py).
 COPY app ./app
-COPY export ./export
+COPY llm_gateway ./llm_gateway
 # The venv's own pip and setuptools go: the runtime installs nothing.
 RUN /opt/venv/bin/pip install --no-deps . \
     && /opt/venv/bin/pip check \
@@ -66,6 +68,7 @@ RUN /opt/export/bin/pip install ".[export]" "${TORCH_SPEC}" \
 
 COPY app ./app
 COPY export ./export
+COPY llm_gateway ./llm_gateway
 RUN /opt/export/bin/pip install --no-deps --force-reinstall .
 
 # ---- model-export: the default. Any `llm-gateway export` arguments work here,

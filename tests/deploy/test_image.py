@@ -1,6 +1,7 @@
 """The image itself, built from the checkout and run as a replica would be: its own non-root user, its CMD, its
 ENV, the host's network on a free loopback port. Ready, chat (plain and streamed) through the official openai
-client, /metrics parsed, SIGTERM with a request in flight, no export stack, a read-only model, and its size.
+client, the pages and their assets, /metrics parsed, SIGTERM with a request in flight, no export stack (nor the
+exporter and the bench), a read-only model, and its size.
 
 The build skips the export stage by default (`--model` with the session's export: the same folder
 `llm-gateway export` writes in the build stage); LLM_GATEWAY_TEST_IMAGE_EXPORT=1 builds the self-contained
@@ -145,7 +146,8 @@ def test_runs_as_its_user_without_the_export_stack(container):
     code = (
         "import importlib.util as u, json, os, sys;"
         "print(json.dumps({'uid': os.getuid(), 'python': sys.executable,"
-        " 'present': [m for m in ('torch', 'transformers', 'optimum', 'pip', 'pytest') if u.find_spec(m)],"
+        " 'present': [m for m in ('torch', 'transformers', 'optimum', 'export', 'benchmarks', 'pip', 'pytest')"
+        " if u.find_spec(m)],"
         " 'onnxruntime': bool(u.find_spec('onnxruntime'))}))"
     )
     proc = container.run("python", "-c", code)
@@ -154,6 +156,13 @@ def test_runs_as_its_user_without_the_export_stack(container):
     assert found["uid"] == IMAGE_USER
     assert found["present"] == [], f"not for the runtime image: {found['present']}"
     assert found["onnxruntime"] and found["python"].startswith("/opt/venv/")
+
+
+def test_export_and_bench_say_they_are_not_installed(container):
+    for command, package in (("export", "export"), ("bench", "benchmarks")):
+        proc = container.run("llm-gateway", command)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert f"llm-gateway {command}: not part of this install (no {package} package)" in proc.stderr
 
 
 def test_model_folder_is_read_only_to_the_server_user(container, real_models):
@@ -203,6 +212,24 @@ def test_streamed_completion(server):
     chunks = list(stream)
     assert "".join(c.choices[0].text for c in chunks if c.choices).strip()
     assert chunks[-1].choices[0].finish_reason in {"stop", "length"}
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/", "text/html"),
+        ("/docs", "text/html"),
+        ("/redoc", "text/html"),
+        ("/assets/swagger-ui/swagger-ui-bundle.js", "javascript"),
+        ("/assets/redoc/redoc.standalone.js", "javascript"),
+        ("/assets/playground/playground.js", "javascript"),
+    ],
+)
+def test_serves_the_pages_from_its_own_files(server, path, kind):
+    """The playground (app/static, package data) and the Swagger UI and ReDoc files (the sidecar wheel)."""
+    resp = httpx.get(f"{server.url}{path}", timeout=30)
+    assert resp.status_code == 200, resp.text[:500]
+    assert kind in resp.headers["content-type"] and resp.content
 
 
 def test_resident_memory_after_requests(server, record_property, capsys):
