@@ -56,7 +56,7 @@ def compose_schema(tmp_path_factory) -> Path:
 @dataclass(frozen=True, slots=True)
 class RuntimeEnv:
     venv: Path
-    workdir: Path  # the image's WORKDIR: what the runtime stage COPYs from the build context
+    workdir: Path  # runtime-deps' WORKDIR: what it COPYs from the build context
     home: Path  # HOME as in the image: a path that does not exist (the image user's is /nonexistent)
     image_env: dict[str, str]  # the runtime stage's ENV
 
@@ -72,15 +72,17 @@ class RuntimeEnv:
 
 @pytest.fixture(scope="session")
 def runtime_env(tmp_path_factory) -> RuntimeEnv:
-    """The runtime stage's environment built as the Dockerfile builds it, in a fresh venv (~30 s)."""
-    stage = read_stages()["runtime"]
+    """The runtime's venv built as the Dockerfile's runtime-deps stage builds it, in a fresh venv (~30 s)."""
+    stages = read_stages()
+    stage = stages["runtime-deps"]
     root = tmp_path_factory.mktemp("runtime")
     workdir, venv = root / "workdir", root / "venv"
     workdir.mkdir()
     lay_out_context(stage, workdir)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     replay_pip_steps(stage, venv / "bin" / "python", workdir, TOOL_ENV)
-    return RuntimeEnv(venv=venv, workdir=workdir, home=root / "nonexistent", image_env=env_values(stage))
+    image_env = {k: v for k, v in env_values(stages["runtime"]).items() if k != "PATH"}  # PATH: clean_env's venv
+    return RuntimeEnv(venv=venv, workdir=workdir, home=root / "nonexistent", image_env=image_env)
 
 
 def http_status(url: str, timeout: float = 5) -> int | None:
