@@ -129,7 +129,9 @@ class Run:
         from benchmarks.scenarios import run_scenarios
 
         short = self.setup.burst_prompt.prompt
-        document = next(p.prompt.text for p in self.setup.prompts if p.id == "long-plain")
+        document = next(
+            p.prompt.text for p in self.setup.prompts if (p.prompt.length, p.prompt.style) == ("long", "plain")
+        )
         try:
             run = run_scenarios(http.model_dir, self.setup.plan, self.setup.workdir, short, document, self.progress.say)
             self.scenarios = run.figures()

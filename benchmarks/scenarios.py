@@ -9,13 +9,13 @@ cold prefills: they run with the cache off (COLD_ENV), and so do the structured-
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from app.config import PREFIX
-from benchmarks.load import HttpService, Scenario
+from benchmarks.load import HttpService, Scenario, StreamResult
 from benchmarks.plan import Plan, Prompt
 from benchmarks.scenario_results import Rep, ScenarioResults, cache_figures, cache_ratios, structured_figures
 
@@ -126,7 +126,27 @@ class ScenarioRun:
         )
 
 
-def run_scenarios(model_dir: Path, plan: Plan, workdir: Path, short: Prompt, document: str, say) -> ScenarioRun:
+class ScenarioService(Protocol):
+    """What the scenarios need of a server: HttpService, or a stub in the tests."""
+
+    def ready(self) -> float: ...
+
+    def run_results(self, scenario: Scenario, new_tokens: int) -> tuple[list[StreamResult], float]: ...
+
+    def finish(self) -> int: ...  # peak RSS bytes
+
+    def abort(self) -> None: ...
+
+
+def run_scenarios(
+    model_dir: Path,
+    plan: Plan,
+    workdir: Path,
+    short: Prompt,
+    document: str,
+    say: Callable[[str], None],
+    make_service: Callable[[Path, Plan, Path, Mapping[str, str]], ScenarioService] = HttpService,
+) -> ScenarioRun:
     """Start both servers, run `plan.reps` repetitions of every scenario on each, stop them."""
     counts = ScenarioCounts.for_plan(plan)
     cache = cache_scenarios(counts, system_prompt(document), short)
@@ -136,7 +156,7 @@ def run_scenarios(model_dir: Path, plan: Plan, workdir: Path, short: Prompt, doc
         "cache_off": [(s, counts.turn_tokens) for s in cache] + [(s, counts.schema_tokens) for s in structured],
     }
     run = ScenarioRun(counts, [s.name for s in cache], [s.name for s in structured], {name: {} for name in SERVERS})
-    services = {name: HttpService(model_dir, plan, workdir, env) for name, env in SERVERS.items()}
+    services = {name: make_service(model_dir, plan, workdir, env) for name, env in SERVERS.items()}
     try:
         for name, service in services.items():
             say(f"scenarios: server with {CACHE}={SERVERS[name][CACHE]} ready in {service.ready():.1f}s")

@@ -1,14 +1,16 @@
 """Issues 11 and 12's bench scenarios against httpx MockTransport SSE stubs (no model, no server): the request
 bodies they send, the figures and ratios drawn from them, and their tables in the report."""
 
+import argparse
 import asyncio
 import json
-from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import msgspec
 import pytest
 
+from benchmarks.cli import add_arguments
 from benchmarks.load import run_scenario
 from benchmarks.plan import load_prompts, make_plan
 from benchmarks.report import render
@@ -19,8 +21,8 @@ from benchmarks.scenarios import (
     FRUITS,
     SERVERS,
     ScenarioCounts,
-    ScenarioRun,
     cache_scenarios,
+    run_scenarios,
     salted,
     structured_scenarios,
     system_prompt,
@@ -124,26 +126,52 @@ def test_cache_scenarios_share_one_long_system_prompt_and_keep_the_chat():
     assert all(r.timing.ttft < 1.0 for r in turns)  # each turn timed from its own send
 
 
-def scenario_run(reps=2) -> ScenarioRun:
-    """Both stubs through every scenario, the way run_scenarios drives the two servers."""
-    cache = cache_scenarios(QUICK, system_prompt(DOCUMENT), SHORT)
-    structured = structured_scenarios(QUICK)
-    run = ScenarioRun(QUICK, [s.name for s in cache], [s.name for s in structured], {n: {} for n in SERVERS})
-    stubs = {"cache_on": Stub(cache=True), "cache_off": Stub(cache=False)}
-    for rep in range(reps):
-        for name, stub in stubs.items():
-            load = [(s, QUICK.turn_tokens) for s in cache]
-            if name == "cache_off":
-                load += [(s, QUICK.schema_tokens) for s in structured]
-            for scenario, tokens in load:
-                outcome = run_on(stub, replace(scenario, extra=salted(scenario, f"rep-{rep}")), tokens)
-                run.results[name].setdefault(scenario.name, []).append(outcome)
-    run.peak_rss_bytes = {"cache_on": 480_000_000, "cache_off": 470_000_000}
-    return run
+class StubService:
+    """The scenarios' view of a server, answered by a Stub (run_scenarios' seam for HttpService)."""
+
+    def __init__(self, model_dir, plan, workdir, env):
+        self.stub = Stub(cache=env["LLM_GATEWAY_PREFIX_CACHE"] == "true")
+        self.rss = 480_000_000 if self.stub.cache else 470_000_000
+        STARTED.append(self)
+
+    def ready(self):
+        return 0.5
+
+    def run_results(self, scenario, new_tokens):
+        return run_on(self.stub, scenario, new_tokens)
+
+    def finish(self):
+        return self.rss
+
+    def abort(self):
+        raise AssertionError("a service that finished is not aborted")
+
+
+STARTED: list[StubService] = []
+
+
+def scenario_run(plan, lines):
+    STARTED.clear()
+    return run_scenarios(Path("m"), plan, Path("w"), SHORT, DOCUMENT, lines.append, StubService)
+
+
+def test_the_scenario_phase_warms_up_then_salts_every_repetition():
+    plan, lines = make_plan(True, reps=2, scenarios=True), []
+    scenario_run(plan, lines)
+    on, off = (s.stub for s in STARTED)
+    assert on.cache and not off.cache
+    salts = [b["cache_salt"] for b in on.bodies]
+    warm = 3  # one request of each cache scenario first
+    assert set(salts[:warm]) == {"warm-up"} and all(b["max_tokens"] == plan.warmup_tokens for b in on.bodies[:warm])
+    turns = QUICK.turns + QUICK.shared_clients + QUICK.short_clients
+    assert salts[warm:] == ["rep-0"] * turns + ["rep-1"] * turns
+    assert sum("json_schema" in b for b in off.bodies) == 2 + 2 * (1 + QUICK.schema_clients)  # warm-ups, 2 reps
+    assert not any("json_schema" in b for b in on.bodies)  # structured outputs run on the cache-off server
+    assert "scenarios: repetition 2/2 done" in lines[-1]
 
 
 def test_scenario_figures_pair_the_servers_and_judge_the_issues_targets(results, tmp_path):  # noqa: F811
-    figs = scenario_run().figures()
+    figs = scenario_run(make_plan(True, reps=2, scenarios=True), []).figures()
     assert figs.cache_ratios.chat_ttft.n == 2 and figs.cache_ratios.chat_ttft.median < 1  # the cache hits
     assert figs.cache_on.chat_cached_share == pytest.approx(0.9, abs=0.01)
     assert figs.cache_off.chat_cached_share == 0
@@ -169,3 +197,14 @@ def test_without_the_scenarios_the_report_says_why(results):  # noqa: F811
     assert scenario_targets(results) == []
     section = render(results).split("## Structured outputs and prefix cache")[1].split("## Memory")[0]
     assert "Not measured: not run" in section
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [(["--quick"], False), (["--quick", "--scenarios"], True), ([], True), (["--no-scenarios"], False)],
+)
+def test_the_scenarios_flag(argv, expected):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    assert make_plan(args.quick, scenarios=args.scenarios).scenarios is expected
