@@ -37,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="threads for every contestant (default: all cores)")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP service (its section says so)")
+    parser.add_argument(
+        "--scenarios", action=argparse.BooleanOptionalAction, default=None,
+        help="the structured-output and prefix-cache scenarios on two more servers (default: on; --quick: off, "
+        "--quick --scenarios runs them with small counts)",
+    )  # fmt: skip
 
 
 def _command() -> str:
@@ -60,7 +65,13 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         plan = make_plan(
-            args.quick, args.reps, args.new_tokens, tuple(args.clients or ()), args.threads, not args.no_http
+            args.quick,
+            args.reps,
+            args.new_tokens,
+            tuple(args.clients or ()),
+            args.threads,
+            not args.no_http,
+            args.scenarios,
         )
         folders = [(folder, read_manifest(folder)) for folder in args.models]
         variants = [m.graph_quant for _, m in folders]
@@ -105,7 +116,7 @@ def _execute(plan, contestants, folders, source: str | None, out: Path) -> int:
     run = Run(contestants, setup, progress)
     measured = run.execute()
     run_info = RunInfo(_command(), started.isoformat(), progress.elapsed(), run.rounds.summary())
-    results = assemble(plan, contestants, measured, prompts, run_info)
+    results = assemble(plan, contestants, measured, prompts, run_info, run.scenarios, run.scenario_error)
     paths = write_outputs(results, out)
     shutil.rmtree(workdir / "ortmodel", ignore_errors=True)
     for target in results.targets:

@@ -64,6 +64,13 @@ class StreamResult(msgspec.Struct, frozen=True):
     timing: StreamTiming
     prompt_tokens: int | None  # as the server counted them (usage), when it reports usage
     text: str = ""
+    sent_s: float = 0.0  # when this request went out, from the scenario's start (its times count from here)
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens, when the server reports it
+
+    @property
+    def end_s(self) -> float:
+        """The last token, from the scenario's start."""
+        return self.sent_s + self.timing.end
 
 
 def server_env(threads: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -76,7 +83,11 @@ def server_env(threads: int, extra: Mapping[str, str] | None = None) -> dict[str
 def request_body(
     prompt: Prompt, model: str, max_tokens: int, history: list[dict[str, str]] | None = None
 ) -> tuple[str, dict[str, Any]]:
-    """The route and streaming body for one turn; `history` is a chat client's conversation so far."""
+    """The route and streaming body for one turn; `history` is a chat client's conversation so far.
+    A "native" prompt goes to /v1/generate, which names its token limit max_new_tokens and serves one model."""
+    if prompt.style == "native":
+        body = {"prompt": prompt.text, "max_new_tokens": max_tokens, "temperature": 0, "stream": True}
+        return "/v1/generate", {**body, "ignore_eos": True}
     body: dict[str, Any] = {
         "model": model,
         "max_tokens": max_tokens,
@@ -92,7 +103,9 @@ def request_body(
 
 
 def chunk_text(chunk: dict[str, Any]) -> str:
-    """The generated text an OpenAI stream chunk carries (chat delta or completion text), else ""."""
+    """The generated text a stream chunk carries (chat delta, completion text, /v1/generate text), else ""."""
+    if "choices" not in chunk:
+        return chunk.get("text") or ""  # a /v1/generate event
     choices = chunk.get("choices") or []
     if not choices:
         return ""
@@ -137,11 +150,17 @@ async def stream_one(
                 times.append(time.perf_counter() - start)
                 pieces.append(text)
             usage = chunk.get("usage") or usage
+            if prompt.style == "native" and chunk.get("finish_reason"):
+                done = True  # /v1/generate ends with its final event, not [DONE]
+                break
     if not done:
-        raise HttpBenchError(f"POST {route}: the stream ended without `data: [DONE]`")
+        raise HttpBenchError(f"POST {route}: the stream ended without its final event")
     tokens = int(usage["completion_tokens"]) if usage else len(times)
     prompt_tokens = int(usage["prompt_tokens"]) if usage else None
-    return StreamResult(StreamTiming(prompt.id, tuple(times), tokens), prompt_tokens, "".join(pieces))
+    details = (usage or {}).get("prompt_tokens_details") or {}
+    cached = int(details["cached_tokens"]) if "cached_tokens" in details else None
+    timing = StreamTiming(prompt.id, tuple(times), tokens)
+    return StreamResult(timing, prompt_tokens, "".join(pieces), cached_tokens=cached)
 
 
 async def run_client(
@@ -152,11 +171,14 @@ async def run_client(
     start: float,
     extra: Mapping[str, Any],
 ) -> list[StreamResult]:
-    """One client's turns in order; a chat client sends each turn after the conversation so far."""
+    """One client's turns in order; a chat client sends each turn after the conversation so far. The first
+    turn's times count from the scenario's start (all clients send at once), a later turn's from its send."""
     history: list[dict[str, str]] = []
     results = []
-    for prompt in turns:
-        result = await stream_one(client, prompt, model, max_tokens, start, history, extra)
+    for i, prompt in enumerate(turns):
+        sent = start if i == 0 else time.perf_counter()
+        result = await stream_one(client, prompt, model, max_tokens, sent, history, extra)
+        result = msgspec.structs.replace(result, sent_s=sent - start)
         if prompt.style == "chat":
             history = [
                 *(history or prompt.messages[:-1]),
@@ -176,7 +198,7 @@ async def run_scenario(
         *(run_client(client, turns, model, max_tokens, start, scenario.extra) for turns in scenario.clients)
     )
     results = [r for client_results in per_client for r in client_results]
-    return results, max(r.timing.end for r in results)
+    return results, max(r.end_s for r in results)
 
 
 def make_client(base_url: str, connections: int) -> httpx.AsyncClient:
@@ -199,13 +221,14 @@ class HttpService:
 
     def __init__(self, model_dir: Path, plan: Plan, workdir: Path, env: Mapping[str, str] | None = None) -> None:
         self.plan = plan
+        self.extra_env = dict(env or {})
         env = server_env(plan.threads, env)
         self.server = ServeProcess(model_dir, env, workdir / "logs")
         # readiness is polled from the start, so the load time does not depend on when the runner asks
         self._ready: Future[float] = Future()
         threading.Thread(target=self._poll_ready, name="bench-ready", daemon=True).start()
         self.loop = asyncio.new_event_loop()
-        self.client = make_client(self.server.url, max(plan.levels) + 4)
+        self.client = make_client(self.server.url, max(*plan.levels, 32) + 4)  # 32: the scenarios' largest load
         self.model = ""
         self.prompt_token_mismatches: set[str] = set()
 
@@ -230,6 +253,7 @@ class HttpService:
         return [
             f"`llm-gateway serve` on 127.0.0.1, model id {self.model!r}, {self.plan.threads} threads, the server's "
             "default settings (the shell's LLM_GATEWAY_* variables are not passed on)"
+            + "".join(f", {k}={v}" for k, v in self.extra_env.items())
         ]
 
     def single(self, prompts: list[EncodedPrompt], new_tokens: int) -> list[StreamTiming]:
@@ -243,11 +267,15 @@ class HttpService:
     def burst(self, prompt: EncodedPrompt, clients: int, new_tokens: int, probe: bool) -> Burst:
         return self.run(burst_scenario(prompt.prompt, clients), new_tokens, probe)
 
+    def run_results(self, scenario: Scenario, new_tokens: int) -> tuple[list[StreamResult], float]:
+        """One scenario: every request's result (clients in order, each client's turns in order), the wall time."""
+        return self.loop.run_until_complete(run_scenario(self.client, scenario, self.model, new_tokens))
+
     def run(self, scenario: Scenario, new_tokens: int, probe: bool = False) -> Burst:
         """One scenario against this server, /v1/health probed meanwhile when `probe`."""
         prober = self._start_probe() if probe else None
         try:
-            results, wall = self.loop.run_until_complete(run_scenario(self.client, scenario, self.model, new_tokens))
+            results, wall = self.run_results(scenario, new_tokens)
         finally:
             health = self._stop_probe(prober) if prober else Health([], [])
         return Burst([r.timing for r in results], wall, health.latencies_s, health.errors)

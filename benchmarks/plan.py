@@ -35,6 +35,7 @@ class Plan:
     threads: int  # ORT intra-op threads = torch threads
     max_running: int  # the engine's batch limit: the server's default, which both engine contestants run
     http: bool
+    scenarios: bool = False  # the structured-output and prefix-cache scenarios (benchmarks/scenarios.py)
     health_interval_s: float = 0.02
     load_timeout_s: float = 600.0
     step_timeout_s: float = 1800.0
@@ -56,6 +57,7 @@ def make_plan(
     levels: tuple[int, ...] | None = None,
     threads: int | None = None,
     http: bool = True,
+    scenarios: bool | None = None,
 ) -> Plan:
     """Defaults by mode, overridden by what the user passed; raises ValueError on a value out of range."""
     plan = Plan(
@@ -67,6 +69,7 @@ def make_plan(
         threads=threads if threads is not None else available_cpus(),
         max_running=Settings().max_running,
         http=http,
+        scenarios=(not quick if scenarios is None else scenarios) and http,
     )
     checks = [
         ("--reps", plan.reps >= 1, "must be at least 1"),
@@ -84,7 +87,7 @@ def make_plan(
 class Prompt:
     id: str
     length: str  # "short" | "long"
-    style: str  # "chat" | "plain"
+    style: str  # "chat" | "plain" | "native" (/v1/generate, the scenarios only)
     text: str  # the plain prompt, or the user message of a chat prompt
     system: str | None = None
 

@@ -168,6 +168,64 @@ def health_section(results: Results) -> list[str]:
     ]
 
 
+def _requirement(results: Results, prefix: str) -> str:
+    """'PASS (>= 0.90x ...)' for the scenario target whose name starts with `prefix`."""
+    target = next((t for t in results.targets if t.name.startswith(prefix)), None)
+    return f"{target.status}: {target.requirement}" if target else NA
+
+
+def scenarios_section(results: Results) -> list[str]:
+    lines = ["## Structured outputs and prefix cache", ""]
+    sc = results.scenarios
+    if sc is UNSET:
+        reason = results.scenario_error or "not run (they run in the full bench, and with --quick --scenarios)"
+        return [*lines, f"Not measured: {reason}.", ""]
+    cpu, st, on, off, r = results.machine.cpu, sc.structured, sc.cache_on, sc.cache_off, sc.cache_ratios
+    n = sc.counts
+    structured = [
+        ["1 stream, decode tok/s", spread(st.single_schema_tps), spread(st.single_plain_tps), ratio(st.single_ratio),
+         _requirement(results, "structured: single")],
+        [f"{st.clients} streams, aggregate tok/s", spread(st.many_schema_tps), spread(st.many_plain_tps),
+         ratio(st.many_ratio), _requirement(results, f"structured: {st.clients}")],
+    ]  # fmt: skip
+    rss = [NA if v is None else f"{v / MB:.0f}" for v in (on.peak_rss_bytes, off.peak_rss_bytes)]
+    cache = [
+        [f"{n['turns']}-turn chat, TTFT turns 2-{n['turns']} ms", spread(on.chat_ttft_s, 1000, 0),
+         spread(off.chat_ttft_s, 1000, 0), ratio(r.chat_ttft),
+         _requirement(results, f"prefix cache: {n['turns']}-turn")],
+        [f"{n['shared_clients']} clients, shared system prompt, TTFT p50 ms", spread(on.shared_ttft_p50_s, 1000, 0),
+         spread(off.shared_ttft_p50_s, 1000, 0), ratio(r.shared_ttft_p50),
+         _requirement(results, f"prefix cache: {n['shared_clients']} clients")],
+        [f"{n['short_clients']} short-prompt clients, TTFT p50 ms", spread(on.short_ttft_p50_s, 1000, 0),
+         spread(off.short_ttft_p50_s, 1000, 0), ratio(r.short_ttft_p50),
+         _requirement(results, f"prefix cache: {n['short_clients']} short-prompt clients, TTFT")],
+        [f"{n['short_clients']} short-prompt clients, aggregate tok/s", spread(on.short_aggregate_tps),
+         spread(off.short_aggregate_tps), ratio(r.short_aggregate_tps),
+         _requirement(results, f"prefix cache: {n['short_clients']} short-prompt clients, aggregate")],
+        ["server peak RSS MB", rss[0], rss[1], NA, _requirement(results, "prefix cache: serving")],
+    ]  # fmt: skip
+    share = NA if on.chat_cached_share is None else f"{100 * on.chat_cached_share:.0f}%"
+    return [
+        *lines,
+        f"Two more `llm-gateway serve` processes on {cpu.model} ({', '.join(cpu.key_flags) or 'no AVX flags'}), "
+        f"{results.plan.threads} threads: LLM_GATEWAY_PREFIX_CACHE=true and =false, every repetition on both back "
+        "to back (alternating which goes first), ratios paired per repetition. Each repetition has its own "
+        "`cache_salt`, so none reuses another's prefixes.",
+        "",
+        f"Structured outputs (POST /v1/generate, greedy, cache off): a JSON schema of twelve 8-16 character strings "
+        f"against the same prompt unconstrained with EOS ignored, both up to {n['schema_tokens']} tokens "
+        f"(constrained streams produced {st.schema_tokens.median:.0f} tokens, the schema's end).",
+        "",
+        *_table(["load", "with schema", "without", "ratio", "target"], structured),
+        "",
+        f"Prefix cache (chat, {n['turn_tokens']} new tokens a request; the shared system prompt is an instruction "
+        f"and the long plain prompt). Prompt tokens served from the cache over the chat's later turns: {share}.",
+        "",
+        *_table(["load", "cache on", "cache off", "on / off", "target"], cache),
+        "",
+    ]
+
+
 def memory_section(results: Results) -> list[str]:
     rows = []
     for c in results.contestants:
@@ -270,7 +328,8 @@ def reproduce_section(results: Results) -> list[str]:
 def render(results: Results, image_dir: str = "img") -> str:
     sections = [
         header(results), targets_section(results), single_section(results), concurrency_section(results),
-        health_section(results), memory_section(results), quality_section(results), charts_section(image_dir),
+        health_section(results), scenarios_section(results),
+        memory_section(results), quality_section(results), charts_section(image_dir),
         notes_section(results), reproduce_section(results),
     ]  # fmt: skip
     return "\n".join(line for section in sections for line in section).rstrip() + "\n"

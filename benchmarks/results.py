@@ -19,6 +19,7 @@ from app.engine.manifest import Manifest
 from benchmarks.contestants import ENGINE, HTTP, PYTORCH, Contestant
 from benchmarks.machine import ForeignLoad, Machine
 from benchmarks.plan import EncodedPrompt, Plan
+from benchmarks.scenario_results import ScenarioResults
 from benchmarks.stats import Figures, Measured, Summary, burst_vs_single, figures, percentile, single_vs
 
 SCHEMA = 1
@@ -162,6 +163,8 @@ class Results(msgspec.Struct):
     baseline: Baseline
     contestants: list[ContestantResult]
     targets: list[Target] = []
+    scenarios: ScenarioResults | UnsetType = UNSET  # issues 11 and 12's scenarios (benchmarks/scenarios.py)
+    scenario_error: str | UnsetType = UNSET
 
     def contestant(self, cid: str | None) -> ContestantResult | None:
         return next((c for c in self.contestants if c.id == cid), None)
@@ -250,6 +253,8 @@ def build_results(
     run: RunInfo,
     machine: Machine,
     prompts: list[PromptInfo],
+    scenarios: ScenarioResults | None = None,
+    scenario_error: str | None = None,
 ) -> Results:
     base = figs.get(PYTORCH)
     entries = [contestant_entry(c, measured.get(c.id), figs.get(c.id), base, plan) for c in contestants]
@@ -268,12 +273,22 @@ def build_results(
         SCHEMA, run.command, run.started_at, run.duration_s, run.foreign_load, machine, prompts, info,
         default_engine, http.id if http else None, Baseline(pytorch.id, pytorch.label), entries,
     )  # fmt: skip
-    results.targets = evaluate(results)
+    if scenarios is not None:
+        results.scenarios = scenarios
+    if scenario_error is not None:
+        results.scenario_error = scenario_error
+    results.targets = evaluate(results) + scenario_targets(results)
     return results
 
 
 def assemble(
-    plan: Plan, contestants: list[Contestant], measured: dict[str, Measured], prompts: list[EncodedPrompt], run: RunInfo
+    plan: Plan,
+    contestants: list[Contestant],
+    measured: dict[str, Measured],
+    prompts: list[EncodedPrompt],
+    run: RunInfo,
+    scenarios: ScenarioResults | None = None,
+    scenario_error: str | None = None,
 ) -> Results:
     """Figures, ratios and targets of a finished run, with the machine it ran on."""
     from benchmarks.machine import describe_machine
@@ -281,7 +296,7 @@ def assemble(
     long_ids = {p.id for p in prompts if p.prompt.length == "long"}
     figs = {cid: figures(m, long_ids) for cid, m in measured.items() if m.singles}
     infos = [PromptInfo(p.id, p.prompt.length, p.prompt.style, len(p.ids)) for p in prompts]
-    return build_results(plan, contestants, measured, figs, run, describe_machine(), infos)
+    return build_results(plan, contestants, measured, figs, run, describe_machine(), infos, scenarios, scenario_error)
 
 
 # --- the targets -----------------------------------------------------------------------------------------
@@ -367,3 +382,32 @@ def _why(contestant: ContestantResult | None, what: str) -> str:
     if contestant.error:
         return f"no {what}: {contestant.error.splitlines()[0]}"
     return f"no {what} in this run"
+
+
+def scenario_targets(results: Results) -> list[Target]:
+    """Issues 11 and 12's speed targets, when the scenarios ran (none otherwise: they are not part of --quick)."""
+    sc = results.scenarios
+    if sc is UNSET:
+        return []
+    st, ratios, counts = sc.structured, sc.cache_ratios, sc.counts
+    rss = sc.cache_on.peak_rss_bytes
+    paired = "median of per-repetition ratios, with the cache over without it"
+    return [
+        _judge("structured: single-stream decode with a JSON schema", ">= 0.90x the same request unconstrained",
+               st.single_ratio.median, "x", lambda v: v >= 0.90, "median of per-repetition ratios", ""),
+        _judge(f"structured: {st.clients} concurrent constrained streams",
+               ">= 0.80x the unconstrained aggregate tokens/s", st.many_ratio.median, "x", lambda v: v >= 0.80,
+               "aggregate tokens/s over all streams, median of per-repetition ratios", ""),
+        _judge(f"prefix cache: {counts['turns']}-turn chat, TTFT of turns 2-{counts['turns']}",
+               "<= 0.15x without the cache", ratios.chat_ttft.median, "x", lambda v: v <= 0.15, paired, ""),
+        _judge(f"prefix cache: {counts['shared_clients']} clients sharing a system prompt, TTFT p50",
+               "<= 0.3x without the cache", ratios.shared_ttft_p50.median, "x", lambda v: v <= 0.3, paired, ""),
+        _judge(f"prefix cache: {counts['short_clients']} short-prompt clients, TTFT p50",
+               "<= 1300 ms (half of the 2.6 s measured before the cache)", 1000 * sc.cache_on.short_ttft_p50_s.median,
+               "ms", lambda v: v <= 1300, "with the cache, on this machine", ""),
+        _judge(f"prefix cache: {counts['short_clients']} short-prompt clients, aggregate tokens/s",
+               ">= 1.0x without the cache", ratios.short_aggregate_tps.median, "x", lambda v: v >= 1.0, paired, ""),
+        _judge("prefix cache: serving process peak RSS, default settings", "< 500 MB under the scenarios' load",
+               None if rss is None else rss / MB, "MB", lambda v: v < 500,
+               "VmHWM of the cache-on server over its warm-up and every repetition", "the server did not stop cleanly"),
+    ]  # fmt: skip

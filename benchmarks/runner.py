@@ -13,6 +13,7 @@ from typing import Protocol
 from benchmarks.contestants import ENGINE, HTTP, Contestant
 from benchmarks.machine import RoundLog, cpu_mark
 from benchmarks.plan import EncodedPrompt, Plan
+from benchmarks.scenario_results import ScenarioResults
 from benchmarks.stats import Burst, Measured, StreamTiming, burst_rep, check_stream, single_stream_rep
 from benchmarks.worker import Worker
 
@@ -70,9 +71,10 @@ class Setup:
 def make_driver(c: Contestant, setup: Setup) -> Driver:
     if c.kind == HTTP:
         from benchmarks.load import HttpService
+        from benchmarks.scenarios import COLD_ENV
 
         assert c.model_dir is not None
-        return HttpService(c.model_dir, setup.plan, setup.workdir)
+        return HttpService(c.model_dir, setup.plan, setup.workdir, COLD_ENV)
     return Worker(c, setup.plan, setup.source, setup.workdir)
 
 
@@ -85,12 +87,15 @@ class Run:
         self.drivers: dict[str, Driver] = {}
         self.long_ids = {p.id for p in setup.prompts if p.prompt.length == "long"}
         self.rounds = RoundLog()
+        self.scenarios: ScenarioResults | None = None
+        self.scenario_error: str | None = None
 
     def execute(self) -> dict[str, Measured]:
         try:
             self._load()
             self._warm_up()
             self._rounds()
+            self._scenarios()
             for c in self.active:
                 self._guarded(c, lambda c=c: self._finish(c))
         finally:
@@ -115,6 +120,24 @@ class Run:
                     m.rollback(marks[cid])
                 share = self.rounds.discarded[-1]
                 self.progress.say(f"round {rep + 1}: other processes took {100 * share:.0f}% of the CPU; repeating it")
+
+    def _scenarios(self) -> None:
+        """Issues 11 and 12's scenarios on two servers of their own (benchmarks/scenarios.py), after the rounds."""
+        http = next((c for c in self.active if c.kind == HTTP and self._ok(c)), None)
+        if not self.setup.plan.scenarios or http is None or http.model_dir is None:
+            return
+        from benchmarks.scenarios import run_scenarios
+
+        short = self.setup.burst_prompt.prompt
+        document = next(
+            p.prompt.text for p in self.setup.prompts if (p.prompt.length, p.prompt.style) == ("long", "plain")
+        )
+        try:
+            run = run_scenarios(http.model_dir, self.setup.plan, self.setup.workdir, short, document, self.progress.say)
+            self.scenarios = run.figures()
+        except Exception as exc:  # the scenarios failing must not lose the rounds' figures
+            self.scenario_error = f"{type(exc).__name__}: {exc}"
+            self.progress.say(f"scenarios: FAILED: {exc}")
 
     def _pids(self) -> list[int]:
         return [self.drivers[c.id].pid for c in self.active if self._ok(c)]

@@ -10,6 +10,7 @@ import pytest
 from app.config import Settings, load_settings
 from benchmarks.load import Scenario, chunk_text, request_body, run_scenario, server_env
 from benchmarks.plan import FULL_LEVELS, LENGTHS, QUICK_LEVELS, STYLES, load_prompts, make_plan
+from benchmarks.scenarios import COLD_ENV
 from benchmarks.server import ServeProcess, ServerError
 from tests.conftest import run_cli
 
@@ -33,6 +34,9 @@ def test_both_engine_contestants_run_the_server_defaults(monkeypatch):
     served = load_settings(env)
     assert served.threads == 1 and served.api_keys == ()
     assert served.engine_config() == Settings(model_dir=served.model_dir, threads=1).engine_config()
+    # both run the prefix cache off (cold prefills every repetition): the same environment builds both
+    cold = load_settings(server_env(threads=1, extra=COLD_ENV))
+    assert cold.engine_config() == load_settings(COLD_ENV, model_dir=cold.model_dir, threads=1).engine_config()
     assert make_plan(True).max_running == served.max_running == Settings().max_running
     assert env["PATH"] == os.environ["PATH"]
 
@@ -127,7 +131,8 @@ def test_a_scenario_runs_every_client_and_turn_and_keeps_each_conversation():
 
     results, wall = asyncio.run(run())
     assert len(results) == 4 and all(r.timing.tokens == 3 and r.prompt_tokens == 7 for r in results)
-    assert wall == max(r.timing.end for r in results)
+    assert wall == max(r.sent_s + r.timing.end for r in results)
+    assert results[0].sent_s == 0 and results[1].sent_s > 0  # a later turn is timed from its own send
     assert all(body["seed"] == 1 and body["max_tokens"] == 3 for body in seen)
     second = [body["messages"] for body in seen if len(body["messages"]) > len(chat.messages)]
     assert len(second) == 2
