@@ -48,7 +48,7 @@ class Run:
 
     def finish(self, job: Job) -> ResponseObject:
         choice = job.choices[0]
-        usage = items.usage(job.prompt_tokens, len(choice.token_ids))
+        usage = items.usage(job.prompt_tokens, len(choice.token_ids), job.cached_tokens)
         response = items.finish(self.response, self.message_id, choice.text, choice.finish_reason, usage, choice.error)
         if self.store is not None:
             conversation = [*self.conversation, *items.output_messages(response.output)]
