@@ -45,7 +45,7 @@ def test_second_identical_chat_reuses_all_but_the_last_prompt_token(client, serv
     assert hits == prompt - 1
     assert after["llm_prefix_cache_tokens"] >= prompt
     assert 0 <= after["llm_kv_cache_usage_ratio"] <= 1
-    logged = [line for line in server.log_lines() if line.get("cached_tokens") == prompt - 1]
+    logged = server.wait_log(lambda line: line.get("cached_tokens") == prompt - 1)
     assert logged and logged[-1]["prompt_tokens"] == prompt
 
 

@@ -184,7 +184,7 @@ def test_stored_response_routes_are_labelled_by_their_template(client, server):
     for route in ("/v1/responses/{response_id}", "/v1/responses/{response_id}/input_items"):
         key = f'llm_requests_total{{route="{route}",status="200"}}'
         assert after[key] == before.get(key, 0) + 1, route
-    [line] = [x for x in server.log_lines() if x.get("request_id") == "resp-label-1"]
+    [line] = server.wait_log(lambda x: x.get("request_id") == "resp-label-1")
     assert line["route"] == "/v1/responses/{response_id}" and line["path"] == f"/v1/responses/{r.id}"
 
 
