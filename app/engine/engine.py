@@ -20,6 +20,7 @@ import numpy as np
 from app.engine.core import EngineCore
 from app.engine.detokenizer import IncrementalDetokenizer
 from app.engine.errors import EngineStopped, InvalidParams, PromptTooLong, QueueFull
+from app.engine.grammar import GrammarCompiler
 from app.engine.manifest import Manifest, read_manifest
 from app.engine.params import SamplingParams
 from app.engine.request import PROMPT_TAIL_FOR_DETOKENIZER, Sequence, TokenEvent
@@ -83,6 +84,8 @@ class Engine:
         runner = make_runner(session, self.manifest, config.max_running + 1, self.max_len)
         self.tokenizer = TextTokenizer(config.model_dir, shape)
         self.eos_token_ids = tuple(shape.eos_token_ids)
+        # compile with `grammars.compile` off the engine thread (asyncio.to_thread) before submit
+        self.grammars = GrammarCompiler(config.model_dir / "tokenizer.json", shape.vocab_size, self.eos_token_ids)
         self.observer = observer or NullObserver()
         self._scheduler = Scheduler(config.max_running, config.prefill_chunk)
         self._core = EngineCore(runner, self._scheduler, self.observer)
@@ -185,6 +188,8 @@ class Engine:
         )
         if params.presence_penalty or params.frequency_penalty:
             seq.output_counts = np.zeros(vocab, np.int32)
+        if params.grammar is not None:
+            seq.matcher = self.grammars.matcher(params.grammar)
         if params.repetition_penalty != 1.0:
             seq.seen = np.zeros(vocab, bool)
             seq.seen[np.asarray(prompt_ids)] = True

@@ -29,6 +29,9 @@ class EngineObserver(Protocol):
 
     def on_finished(self, reason: FinishReason, prompt_tokens: int, completion_tokens: int) -> None: ...
 
+    def on_mask(self, seconds: float, rows: int) -> None:
+        """Grammar bitmasks filled for `rows` constrained sequences of one step."""
+
 
 class NullObserver:
     def on_step(self, kind: str, seconds: float, batch_size: int, tokens: int) -> None:
@@ -44,4 +47,7 @@ class NullObserver:
         pass
 
     def on_finished(self, reason: FinishReason, prompt_tokens: int, completion_tokens: int) -> None:
+        pass
+
+    def on_mask(self, seconds: float, rows: int) -> None:
         pass

@@ -11,7 +11,7 @@ from litestar.datastructures import State
 from litestar.params import JSONBody
 from litestar.response import Response, Stream
 
-from app import generation
+from app import generation, structured
 from app.generation import KEEPALIVE, Job
 from app.schemas import ErrorBody, ErrorDetail, GenerateChunk, GenerateRequest, GenerateResponse, error_responses
 from app.sse import KEEPALIVE_FRAME, frame, sse_response
@@ -34,6 +34,8 @@ async def generate(
     if settings.log_prompts:
         request.scope["state"]["log"]["prompt"] = data.prompt
     prompt_ids = engine.tokenizer.encode(data.prompt)
+    grammar = structured.native_grammar(data)
+    await structured.compile_grammar(engine, gateway.metrics, grammar)
     job = generation.start(
         request.scope,
         gateway,
@@ -41,6 +43,7 @@ async def generate(
         data,
         max_new_tokens=data.max_new_tokens or data.max_length,
         min_new_tokens=data.min_new_tokens,
+        grammar=grammar,
     )
     if data.stream:
         return sse_response(_stream(job, settings.sse_keepalive))
