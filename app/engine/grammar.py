@@ -60,7 +60,7 @@ class GrammarCompiler:
         text = to_llguidance(grammar)
         error = llguidance.LLMatcher.validate_grammar(text, self.tokenizer)
         if error:
-            raise InvalidParams(grammar.field, _first_line(error))
+            raise InvalidParams(grammar.field, _one_line(error))
         if self.on_compiled is not None:
             self.on_compiled(str(grammar.kind), time.perf_counter() - start)
         with self._lock:
@@ -116,6 +116,12 @@ def _byte_level_json(path: Path) -> str:
     if byte_level and (spec.get("decoder") or {}).get("type") != "ByteLevel":
         spec["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
     return json.dumps(spec)
+
+
+def _one_line(message: str, limit: int = 400) -> str:
+    """The compiler's (multi-line) message on one line, for an error body."""
+    text = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _first_line(message: str) -> str:
