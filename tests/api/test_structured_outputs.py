@@ -220,9 +220,15 @@ def test_required_and_named_tool_choice_give_valid_calls(client):
         ({"type": "function", "function": {"name": "add"}}, {"add"}),
     ):
         r = client.chat.completions.create(
-            model=MODEL, messages=WEATHER, tools=TOOLS, tool_choice=choice, max_tokens=60, temperature=0
+            model=MODEL,
+            messages=WEATHER,
+            tools=TOOLS,
+            tool_choice=choice,
+            parallel_tool_calls=False,
+            max_tokens=80,
+            temperature=0,
         )
-        assert r.choices[0].finish_reason == "tool_calls"
+        assert r.choices[0].finish_reason == "tool_calls", r.choices[0].message
         check_calls(r.choices[0].message, names)
 
 
