@@ -105,7 +105,7 @@ def call_grammar(p: ToolPlan) -> Grammar | None:
     }
     # parallel: up to one call per offered function (a small model otherwise repeats a call until max_tokens)
     most = len(tools) if p.parallel else 1
-    calls = " | ".join(" \"\\n\" ".join(["call"] * n) for n in range(1, most + 1))
+    calls = " | ".join(' "\\n" '.join(["call"] * n) for n in range(1, most + 1))
     lines = [
         "start: TEXT | calls" if p.choice == "auto" else "start: calls",
         f"calls: {calls}",

@@ -46,32 +46,32 @@ class GrammarCompiler:
         self.tokenizer = llguidance.LLTokenizer(
             _byte_level_json(tokenizer_json), n_vocab=vocab_size, eos_token=list(eos_token_ids)
         )
-        self._compiled: OrderedDict[Grammar, str] = OrderedDict()
+        self._compiled: OrderedDict[Grammar, llguidance.LLMatcher] = OrderedDict()  # never advanced: copied
         self._lock = threading.Lock()
         self.on_compiled = None  # optional callable (kind, seconds), set by the metrics layer
 
-    def compile(self, grammar: Grammar) -> str:
-        """Check `grammar` and remember it; raises InvalidParams with the compiler's message. Thread-safe."""
+    def compile(self, grammar: Grammar) -> llguidance.LLMatcher:
+        """Build `grammar`'s matcher and remember it; raises InvalidParams with the compiler's message.
+        Thread-safe; llguidance releases the GIL while it builds."""
         with self._lock:
             if grammar in self._compiled:
                 self._compiled.move_to_end(grammar)
                 return self._compiled[grammar]
         start = time.perf_counter()
-        text = to_llguidance(grammar)
-        error = llguidance.LLMatcher.validate_grammar(text, self.tokenizer)
-        if error:
-            raise InvalidParams(grammar.field, _one_line(error))
+        template = llguidance.LLMatcher(self.tokenizer, to_llguidance(grammar), log_level=0)
+        if template.is_error():
+            raise InvalidParams(grammar.field, _one_line(template.get_error()))
         if self.on_compiled is not None:
             self.on_compiled(str(grammar.kind), time.perf_counter() - start)
         with self._lock:
-            self._compiled[grammar] = text
+            self._compiled[grammar] = template
             while len(self._compiled) > _CACHE_SIZE:
                 self._compiled.popitem(last=False)
-        return text
+        return template
 
     def matcher(self, grammar: Grammar) -> llguidance.LLMatcher:
-        """A fresh matcher for one sequence (compiles first if nobody did)."""
-        return llguidance.LLMatcher(self.tokenizer, self.compile(grammar), log_level=0)
+        """A fresh matcher for one sequence: a copy of the compiled one (compiles first if nobody did)."""
+        return self.compile(grammar).deep_copy()
 
 
 class MaskFiller:
@@ -93,15 +93,9 @@ class MaskFiller:
 
 def advance(matcher: llguidance.LLMatcher, token: int) -> str | None:
     """Feed the sampled token; the matcher's error message if it refused it (None when all is well)."""
-    if matcher.is_stopped():  # the grammar is complete: only EOS was allowed, nothing left to consume
-        return None
-    if matcher.consume_token(token):
+    if matcher.consume_token(token):  # a complete grammar still takes EOS, and nothing else
         return None
     return f"the grammar matcher failed: {_first_line(matcher.get_error()) or 'token refused'}"
-
-
-def json_schema_source(schema: object) -> str:
-    return schema if isinstance(schema, str) else json.dumps(schema, sort_keys=False)
 
 
 def _byte_level_json(path: Path) -> str:
