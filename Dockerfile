@@ -29,6 +29,7 @@ RUN pip install --no-cache-dir ".[export]" "${TORCH_SPEC}" \
 
 COPY app ./app
 COPY export ./export
+COPY llm_gateway ./llm_gateway
 RUN pip install --no-cache-dir --no-deps --force-reinstall .
 
 # Default: the embedded SmolLM2-135M-Instruct, GQA graph, int8. Any `llm-gateway export` arguments work here,
@@ -57,6 +58,7 @@ RUN pip install --no-cache-dir -r deploy/requirements-runtime.txt
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY export ./export
+COPY llm_gateway ./llm_gateway
 RUN pip install --no-cache-dir --no-deps . && pip check
 
 # Read-only for the server; mount another export and set LLM_GATEWAY_MODEL_DIR to serve it instead.

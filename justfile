@@ -21,7 +21,11 @@ serve *ARGS:
 test *ARGS:
     {{venv}}/pytest {{ARGS}}
 
-# fast tests only: no real-model export
+# the unit tier: engine core, scheduler and Engine on a fake runner, pure functions; no model, no subprocess
+test-unit:
+    {{venv}}/pytest tests/unit
+
+# fast tests only: the unit tier plus the tiny-model export tests, no real-model export
 test-fast:
     {{venv}}/pytest tests/unit tests/export/test_export_tiny.py tests/export/test_export_errors.py
 

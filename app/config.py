@@ -69,6 +69,10 @@ class Settings:
     """New tokens when a request does not say."""
     sse_keepalive: float = 15.0
     """Seconds between SSE keep-alive comments while a request waits."""
+    responses_max_stored: int = 1000
+    """Responses kept for GET /v1/responses/{id} and previous_response_id (in memory; the oldest go first)."""
+    responses_ttl: float = 3600.0
+    """Seconds a stored response is kept."""
     shutdown_grace: float = 30.0
     """On SIGTERM: seconds in-flight requests get to finish."""
     api_keys: tuple[str, ...] = ()
@@ -147,6 +151,8 @@ def _check(settings: Settings) -> None:
         ("request_timeout", settings.request_timeout > 0, "must be positive"),
         ("default_max_tokens", settings.default_max_tokens >= 1, "must be at least 1"),
         ("sse_keepalive", settings.sse_keepalive > 0, "must be positive"),
+        ("responses_max_stored", settings.responses_max_stored >= 0, "must be 0 or more"),
+        ("responses_ttl", settings.responses_ttl > 0, "must be positive"),
         ("shutdown_grace", settings.shutdown_grace >= 0, "must be 0 or more"),
         ("log_level", settings.log_level in {"debug", "info", "warning", "error"}, "debug, info, warning or error"),
         ("log_format", settings.log_format in {"json", "console"}, "json or console"),

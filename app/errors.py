@@ -78,8 +78,7 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
     if isinstance(exc, ValidationException):
         return to_response(_validation(exc))
     if isinstance(exc, HTTPException):
-        message = exc.detail if exc.status_code != 413 else "the request body is larger than the server accepts"
-        return to_response(ApiError(exc.status_code, message, headers=dict(exc.headers or {})))
+        return to_response(_http(request, exc))
     if isinstance(exc, ManifestError):
         return to_response(ApiError(503, str(exc), code="model_unavailable"))
     log.error("request.unhandled_error", error=repr(exc), path=request.url.path, exc_info=exc)
@@ -104,3 +103,18 @@ def _validation(exc: ValidationException) -> ApiError:
     else:
         message = str(detail)
     return ApiError(400, message, param=param, code="invalid_value")
+
+
+def _http(request: Request[Any, Any, Any], exc: HTTPException) -> ApiError:
+    """Litestar's own refusals: unknown route, wrong method, body too large, ..."""
+    headers = dict(exc.headers or {})
+    where = f"{request.method} {request.url.path}"
+    if exc.status_code == 404:
+        return ApiError(404, f"{where}: no such route (GET /docs lists them)", code="not_found", headers=headers)
+    if exc.status_code == 405:
+        allowed = headers.get("allow", "")
+        message = f"{where}: method not allowed; this route accepts {allowed}"
+        return ApiError(405, message, code="method_not_allowed", headers=headers)
+    if exc.status_code == 413:
+        return ApiError(413, "the request body is larger than the server accepts", headers=headers)
+    return ApiError(exc.status_code, exc.detail, headers=headers)

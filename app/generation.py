@@ -9,22 +9,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from litestar import Request
+
 from app.engine.engine import Engine, RequestStream
 from app.engine.errors import EngineError
-from app.engine.params import Grammar, SamplingParams
+from app.engine.params import MAX_SEED, Grammar, SamplingParams
 from app.engine.request import TokenEvent, TokenLogprob
 from app.engine.stopping import FinishReason
 from app.errors import ApiError, from_engine
-from app.schemas import Timings, Usage
+from app.middleware import RequestContext
+from app.schemas import Sampling, Timings, Usage
 from app.state import Gateway
-
-FINISH_REASONS = {  # the one table from engine reasons to API strings
-    FinishReason.STOP: "stop",
-    FinishReason.LENGTH: "length",
-    FinishReason.ABORT: "abort",
-    FinishReason.TIMEOUT: "timeout",
-    FinishReason.ERROR: "error",
-}
 
 KEEPALIVE = None  # yielded by `merged` when nothing arrived for a while
 
@@ -43,7 +38,7 @@ class Choice:
     text: str = ""
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[TokenLogprob] = field(default_factory=list)
-    finish_reason: str | None = None
+    finish_reason: FinishReason | None = None
     error: str | None = None
     queue_s: float = 0.0
     ttft_s: float = 0.0
@@ -55,7 +50,7 @@ class Choice:
         if event.logprobs:
             self.logprobs += event.logprobs
         if event.finish_reason is not None:
-            self.finish_reason = FINISH_REASONS[event.finish_reason]
+            self.finish_reason = event.finish_reason
             self.error = event.error
             if event.timings is not None:
                 self.queue_s, self.ttft_s, self.total_s = (
@@ -106,12 +101,12 @@ class Job:
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             ttft_ms=round(self.choices[0].ttft_s * 1000, 1),
-            finish_reason=",".join(sorted({c.finish_reason or "abort" for c in self.choices})),
+            finish_reason=",".join(sorted({c.finish_reason or FinishReason.ABORT for c in self.choices})),
         )
 
 
 def sampling_params(
-    data: Any, *, max_new_tokens: int, min_new_tokens: int, logprobs: bool = False, top_logprobs: int = 0
+    data: Sampling, *, max_new_tokens: int, min_new_tokens: int, logprobs: bool = False, top_logprobs: int = 0
 ) -> SamplingParams:
     """The sampling fields every generation route shares, read off its request Struct."""
     stop = (data.stop,) if isinstance(data.stop, str) else tuple(data.stop or ())
@@ -135,10 +130,10 @@ def sampling_params(
 
 
 def start(
-    scope: dict[str, Any],
+    context: RequestContext,
     gateway: Gateway,
     prompt_ids: list[int],
-    data: Any,
+    data: Sampling,
     *,
     max_new_tokens: int | None,
     min_new_tokens: int,
@@ -162,8 +157,7 @@ def start(
     )
     if grammar is not None or logit_bias:
         params = replace(params, grammar=grammar, logit_bias=logit_bias)
-    state = scope["state"]
-    return submit(engine, prompt_ids, params, n, state["request_id"], settings.request_timeout, state["log"])
+    return submit(engine, prompt_ids, params, n, context.request_id, settings.request_timeout, context.log)
 
 
 def submit(
@@ -175,14 +169,14 @@ def submit(
     timeout_s: float,
     log: dict[str, Any],
 ) -> Job:
-    """Queue n sequences (seed + i each, when seeded); on any refusal, cancel what was queued."""
+    """Queue n sequences (seed + i each, wrapping at MAX_SEED, when seeded); on any refusal, cancel what was queued."""
     deadline = time.monotonic() + timeout_s
     streams: list[RequestStream] = []
     try:
         for i in range(n):
             choice_params = params
             if n > 1 and params.seed is not None:
-                choice_params = replace(params, seed=params.seed + i)
+                choice_params = replace(params, seed=(params.seed + i) % (MAX_SEED + 1))
             streams.append(engine.submit(prompt_ids, choice_params, f"{request_id}-{i}", deadline))
     except EngineError as exc:
         for stream in streams:
@@ -228,7 +222,7 @@ async def merged(job: Job, keepalive_s: float) -> AsyncIterator[tuple[int, Token
         job.finish_log()
 
 
-async def collect(job: Job, request: Any) -> Job:
+async def collect(job: Job, request: Request[Any, Any, Any]) -> Job:
     """Run a non-streamed job to the end; a client that hangs up cancels it."""
 
     async def drain() -> None:
@@ -247,12 +241,12 @@ async def collect(job: Job, request: Any) -> Job:
         hangup.cancel()
         if not work.done():
             work.cancel()
-    if job.error and all(c.finish_reason == "error" for c in job.choices):
+    if job.error and all(c.finish_reason is FinishReason.ERROR for c in job.choices):
         raise ApiError(500, job.error, code="engine_error")
     return job
 
 
-async def _disconnected(request: Any) -> None:
+async def _disconnected(request: Request[Any, Any, Any]) -> None:
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":

@@ -1,134 +1,88 @@
-"""The ASGI edge around the Litestar app: request ids, API keys, one log line and metrics per request.
-
-Pure ASGI (no per-request objects beyond a dict) so that it also sees streamed responses to the end.
-"""
+"""Per request, inside the Litestar app: the request id (echoed back), one access log line when the response
+ends (streams included) and the request counters. Handlers get the `RequestContext` by dependency injection."""
 
 from __future__ import annotations
 
-import hmac
 import re
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from litestar import Request
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.config import Settings
+from app.auth import Access, access_of
 from app.metrics import Metrics
-from app.schemas import ErrorBody, ErrorDetail, encode
 
 log = structlog.get_logger("llm_gateway.access")
 
-PUBLIC_PATHS = frozenset({"/v1/health", "/v1/ready"})
-METRICS_PATHS = frozenset({"/metrics", "/v1/metrics"})
-ROUTES = frozenset(
-    {
-        "/v1/generate",
-        "/v1/completions",
-        "/v1/chat/completions",
-        "/v1/models",
-        "/v1/tokenize",
-        "/v1/detokenize",
-        "/v1/info",
-        "/docs",
-        "/redoc",
-        "/openapi.json",
-        *PUBLIC_PATHS,
-        *METRICS_PATHS,
-    }
-)
+UNKNOWN_ROUTE = "other"  # the route label of paths the app does not serve
+_CONTEXT = "llm_gateway.context"  # the scope["state"] key the middleware hands the context over with
 _REQUEST_ID = re.compile(r"^[\w.:/+=-]{1,128}$")
+_UNLOGGED = (Access.PUBLIC, Access.METRICS)  # probes and scrapes: counted, not logged
 
 
-class GatewayMiddleware:
-    def __init__(self, app: Any, settings: Settings, metrics: Metrics) -> None:
-        self.app = app
-        self.settings = settings
+@dataclass(slots=True)
+class RequestContext:
+    """One request's id and the extra fields of its access log line (handlers add prompt, tokens, ...)."""
+
+    request_id: str
+    log: dict[str, Any] = field(default_factory=dict)
+
+
+def provide_context(request: Request[Any, Any, Any]) -> RequestContext:
+    """The `context` dependency of every handler."""
+    context: RequestContext = request.scope["state"][_CONTEXT]
+    return context
+
+
+class RequestMiddleware(ASGIMiddleware):
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, metrics: Metrics, catch_all: str) -> None:
         self.metrics = metrics
-        self.keys = [k.encode() for k in settings.accepted_keys()]
+        self.catch_all = catch_all  # the path template of the handler answering unknown paths
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")
-        if not _REQUEST_ID.match(request_id):
-            request_id = uuid.uuid4().hex
-        fields: dict[str, Any] = {}
-        scope.setdefault("state", {}).update(request_id=request_id, log=fields)
-        path = scope["path"]
-        route = path if path in ROUTES else "other"
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        context = RequestContext(_request_id(scope))
+        scope["state"][_CONTEXT] = context
         started = time.perf_counter()
         status = 500
 
-        async def send_with_id(message: dict[str, Any]) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", context.request_id.encode())]
             await send(message)
 
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        try:
-            if self._needs_key(scope, path) and not self._authorized(headers):
-                await _send_json(
-                    send_with_id,
-                    401,
-                    ErrorBody(
-                        ErrorDetail(
-                            message="missing or invalid API key: send Authorization: Bearer <key>",
-                            type="authentication_error",
-                            code="invalid_api_key",
-                        )
-                    ),
-                    extra=[(b"www-authenticate", b"Bearer")],
-                )
-            else:
-                await self.app(scope, receive, send_with_id)
-        finally:
-            duration = time.perf_counter() - started
-            self.metrics.requests.labels(route=route, status=str(status)).inc()
-            self.metrics.request_duration.labels(route=route).observe(duration)
-            if route not in PUBLIC_PATHS and route not in METRICS_PATHS:
-                log.info(
-                    "request.finished",
-                    method=scope["method"],
-                    route=route,
-                    path=path,
-                    status=status,
-                    duration_ms=round(duration * 1000, 1),
-                    **fields,
-                )
-            structlog.contextvars.unbind_contextvars("request_id")
+        with structlog.contextvars.bound_contextvars(request_id=context.request_id):
+            try:
+                await next_app(scope, receive, send_with_id)
+            finally:
+                self._finished(scope, context, status, time.perf_counter() - started)
 
-    def _needs_key(self, scope: dict[str, Any], path: str) -> bool:
-        if not self.keys or path in PUBLIC_PATHS or scope["method"] == "OPTIONS":
-            return False
-        return not (path in METRICS_PATHS and self.settings.metrics_public)
-
-    def _authorized(self, headers: dict[bytes, bytes]) -> bool:
-        value = headers.get(b"authorization", b"")
-        scheme, _, token = value.partition(b" ")
-        if scheme.lower() != b"bearer" or not token:
-            return False
-        # compare against every key, in constant time each, without stopping at a match
-        matches = [hmac.compare_digest(token.strip(), key) for key in self.keys]
-        return any(matches)
+    def _finished(self, scope: Scope, context: RequestContext, status: int, duration: float) -> None:
+        template = scope.get("path_template", UNKNOWN_ROUTE)
+        route = UNKNOWN_ROUTE if template == self.catch_all else template
+        self.metrics.requests.labels(route=route, status=str(status)).inc()
+        self.metrics.request_duration.labels(route=route).observe(duration)
+        if access_of(scope["route_handler"]) not in _UNLOGGED:
+            log.info(
+                "request.finished",
+                method=scope["method"],
+                route=route,
+                path=scope["path"],
+                status=status,
+                duration_ms=round(duration * 1000, 1),
+                **context.log,
+            )
 
 
-async def _send_json(send: Any, status: int, body: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    payload = encode(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                *(extra or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
+def _request_id(scope: Scope) -> str:
+    raw = next((value for name, value in scope["headers"] if name == b"x-request-id"), b"").decode("latin-1")
+    return raw if _REQUEST_ID.match(raw) else uuid.uuid4().hex

@@ -8,28 +8,31 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from app.engine.params import LIMITS
+from app.engine.stopping import FinishReason
+
 # -- shared field types ------------------------------------------------------------------------------
 
-Temperature = Annotated[float, Meta(ge=0.0, le=100.0, description="Sampling temperature; 0 is greedy decoding.")]
+
+def _limited(name: str, description: str) -> Meta:
+    """A field's Meta with its range from the engine's one table of limits."""
+    return Meta(**LIMITS[name].bounds(), description=description)
+
+
+Temperature = Annotated[float, _limited("temperature", "Sampling temperature; 0 is greedy decoding.")]
 TopP = Annotated[
     float,
-    Meta(
-        gt=0.0, le=1.0, description="Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p."
-    ),
+    _limited("top_p", "Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p."),
 ]
-TopK = Annotated[int, Meta(ge=0, description="Keep only the k most likely tokens; 0 turns it off.")]
-MinP = Annotated[float, Meta(ge=0.0, le=1.0, description="Drop tokens less likely than min_p times the best one.")]
+TopK = Annotated[int, _limited("top_k", "Keep only the k most likely tokens; 0 turns it off.")]
+MinP = Annotated[float, _limited("min_p", "Drop tokens less likely than min_p times the best one.")]
 RepetitionPenalty = Annotated[
-    float, Meta(gt=0.0, le=10.0, description="HF-style penalty on tokens already in the prompt or output; 1 is off.")
+    float,
+    _limited("repetition_penalty", "HF-style penalty on tokens already in the prompt or output; 1 is off."),
 ]
-Penalty = Annotated[float, Meta(ge=-2.0, le=2.0)]
 Seed = Annotated[
     int,
-    Meta(
-        ge=0,
-        le=2**63 - 1,
-        description="Seed of this request's own random generator: same seed and parameters give the same text.",
-    ),
+    _limited("seed", "Seed of this request's own random generator: same seed and parameters give the same text."),
 ]
 Stop = Annotated[
     str | list[str],
@@ -37,8 +40,8 @@ Stop = Annotated[
         description="Up to 16 strings that end generation; not included in the output. Matched across token boundaries."
     ),
 ]
-MaxTokens = Annotated[int, Meta(ge=1, description="Maximum number of tokens to generate.")]
-MinTokens = Annotated[int, Meta(ge=0, description="Generate at least this many tokens before any stop.")]
+MaxTokens = Annotated[int, _limited("max_new_tokens", "Maximum number of tokens to generate.")]
+MinTokens = Annotated[int, _limited("min_new_tokens", "Generate at least this many tokens before any stop.")]
 TokenIds = Annotated[list[int], Meta(description="Token ids that end generation.")]
 
 
@@ -67,27 +70,37 @@ class ErrorBody(Struct):
     error: Annotated[ErrorDetail, Meta(description="What went wrong.")]
 
 
+class Sampling(Struct, kw_only=True):
+    """The sampling and stopping fields every generation route shares (read by `generation.sampling_params`)."""
+
+    temperature: Temperature = 0.0
+    top_p: TopP = 1.0
+    top_k: TopK = 0
+    min_p: MinP = 0.0
+    repetition_penalty: RepetitionPenalty = 1.0
+    presence_penalty: Annotated[
+        float, _limited("presence_penalty", "OpenAI-style presence penalty: penalise tokens that already appeared.")
+    ] = 0.0
+    frequency_penalty: Annotated[
+        float,
+        _limited("frequency_penalty", "OpenAI-style frequency penalty: penalise tokens by how often they appeared."),
+    ] = 0.0
+    stop: Stop | None = None
+    stop_token_ids: TokenIds | None = None
+    ignore_eos: Annotated[bool, Meta(description="Keep generating past the end-of-sequence token.")] = False
+    seed: Seed | None = None
+
+
 # -- native route ------------------------------------------------------------------------------------
 
 
-class GenerateRequest(Struct, kw_only=True):
+class GenerateRequest(Sampling, kw_only=True):
     """POST /v1/generate: plain text in, text out (TGI-style). Greedy unless temperature > 0."""
 
     prompt: Annotated[str, Meta(description="The text to continue. Sent to the model as is (no chat template).")]
     max_new_tokens: MaxTokens | None = None
     max_length: Annotated[int, Meta(ge=1, description="Older name of max_new_tokens.")] | None = None
     min_new_tokens: MinTokens = 0
-    temperature: Temperature = 0.0
-    top_p: TopP = 1.0
-    top_k: TopK = 0
-    min_p: MinP = 0.0
-    repetition_penalty: RepetitionPenalty = 1.0
-    presence_penalty: Annotated[Penalty, Meta(description="OpenAI-style presence penalty over the output.")] = 0.0
-    frequency_penalty: Annotated[Penalty, Meta(description="OpenAI-style frequency penalty over the output.")] = 0.0
-    stop: Stop | None = None
-    stop_token_ids: TokenIds | None = None
-    ignore_eos: Annotated[bool, Meta(description="Keep generating past the end-of-sequence token.")] = False
-    seed: Seed | None = None
     json_schema: Annotated[
         dict[str, Any] | None, Meta(description="Constrain the output to JSON valid against this JSON schema.")
     ] = None
@@ -113,7 +126,7 @@ class Timings(Struct):
 
 class GenerateResponse(Struct):
     generated_text: Annotated[str, Meta(description="The generated text (stop strings removed).")]
-    finish_reason: Annotated[str, Meta(description="stop, length, timeout, abort or error.")]
+    finish_reason: Annotated[FinishReason, Meta(description="stop, length, timeout, abort or error.")]
     usage: Usage
     timings: Timings
 
@@ -122,7 +135,7 @@ class GenerateChunk(Struct, omit_defaults=True):
     """One SSE event of /v1/generate with stream: true."""
 
     text: Annotated[str, Meta(description="The new text piece (whole UTF-8 characters).")]
-    finish_reason: Annotated[str | None, Meta(description="Set on the final event only.")] = None
+    finish_reason: Annotated[FinishReason | None, Meta(description="Set on the final event only.")] = None
     generated_text: Annotated[str | None, Meta(description="The whole text, on the final event only.")] = None
     usage: Usage | None = None
     timings: Timings | None = None
@@ -194,26 +207,21 @@ class ToolCallDelta(Struct, kw_only=True, omit_defaults=True):
     function: FunctionCallDelta | None = None
 
 
-class _OpenAISampling(Struct, kw_only=True):
+class OpenAIRequest(Sampling, kw_only=True):
+    """What every OpenAI request (completions, chat, responses) adds to the shared sampling fields."""
+
     model: Annotated[str | None, Meta(description="The served model id (see GET /v1/models).")] = None
+    temperature: Temperature = 1.0  # OpenAI's default; the native route's is greedy
+    user: Annotated[str | None, Meta(description="Accepted and ignored.")] = None
+
+
+class _OpenAISampling(OpenAIRequest, kw_only=True):
     max_tokens: MaxTokens | None = None
-    temperature: Temperature = 1.0
-    top_p: TopP = 1.0
     n: Annotated[int, Meta(ge=1, le=16, description="Number of choices to generate.")] = 1
     stream: Annotated[bool, Meta(description="Stream chunks as Server-Sent Events, ending with data: [DONE].")] = False
     stream_options: Annotated[StreamOptions | None, Meta(description="Streaming options (include_usage).")] = None
-    stop: Stop | None = None
-    seed: Seed | None = None
-    presence_penalty: Annotated[Penalty, Meta(description="Penalise tokens that already appeared.")] = 0.0
-    frequency_penalty: Annotated[Penalty, Meta(description="Penalise tokens by how often they appeared.")] = 0.0
-    user: Annotated[str | None, Meta(description="Accepted and ignored.")] = None
     # extensions, as in vLLM
-    top_k: TopK = 0
-    min_p: MinP = 0.0
-    repetition_penalty: RepetitionPenalty = 1.0
     min_tokens: MinTokens = 0
-    ignore_eos: Annotated[bool, Meta(description="Keep generating past the end-of-sequence token.")] = False
-    stop_token_ids: TokenIds | None = None
     logit_bias: Annotated[
         dict[str, float] | None,
         Meta(description="Token id (as a string) -> bias in [-100, 100] added to its logit before sampling."),
@@ -237,9 +245,7 @@ class CompletionRequest(_OpenAISampling, kw_only=True):
     logprobs: (
         Annotated[
             int,
-            Meta(
-                ge=0, le=20, description="Return the log-probabilities of the chosen token and this many alternatives."
-            ),
+            _limited("top_logprobs", "Return the log-probabilities of the chosen token and this many alternatives."),
         ]
         | None
     ) = None
@@ -267,7 +273,7 @@ class ChatCompletionRequest(_OpenAISampling, kw_only=True):
     messages: Annotated[list[ChatMessage], Meta(min_length=1, description="The conversation so far.")]
     max_completion_tokens: Annotated[int, Meta(ge=1, description="Newer name of max_tokens.")] | None = None
     logprobs: Annotated[bool, Meta(description="Return the log-probability of each chosen token.")] = False
-    top_logprobs: Annotated[int, Meta(ge=0, le=20, description="Alternatives per token, with logprobs.")] | None = None
+    top_logprobs: Annotated[int, _limited("top_logprobs", "Alternatives per token, with logprobs.")] | None = None
     tools: Annotated[list[Tool] | None, Meta(description="Functions the model may call.")] = None
     tool_choice: Annotated[
         Literal["none", "auto", "required"] | NamedToolChoice | None,
@@ -304,7 +310,7 @@ class CompletionChoice(Struct):
     index: int
     text: str
     logprobs: CompletionLogprobs | None
-    finish_reason: str | None
+    finish_reason: FinishReason | None
 
 
 class Completion(Struct):
@@ -327,7 +333,7 @@ class ChatChoice(Struct):
     index: int
     message: AssistantMessage
     logprobs: ChatLogprobs | None
-    finish_reason: str | None
+    finish_reason: FinishReason | None
 
 
 class ChatCompletion(Struct):
@@ -350,7 +356,7 @@ class ChatChunkChoice(Struct):
     index: int
     delta: ChatDelta
     logprobs: ChatLogprobs | None
-    finish_reason: str | None
+    finish_reason: FinishReason | None
 
 
 class ChatCompletionChunk(Struct):

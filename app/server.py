@@ -12,24 +12,27 @@ import structlog
 import uvicorn
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, RedocRenderPlugin, SwaggerRenderPlugin
 
+from app.auth import ApiKeyGuard
 from app.config import Settings
 from app.engine.manifest import ManifestError, read_manifest
 from app.errors import handle_exception
 from app.logging import configure_logging
 from app.metrics import Metrics
-from app.middleware import GatewayMiddleware
-from app.routes import native, openai, system
+from app.middleware import RequestMiddleware, provide_context
+from app.responses import ResponseStore
+from app.routes import native, openai, pages, responses, system, unknown
 from app.state import Gateway
 
 log = structlog.get_logger("llm_gateway.server")
 VERSION = "0.1.0"
 
 
-def create_app(settings: Settings) -> Any:
-    """The ASGI app: Litestar routes wrapped in the gateway middleware. Raises ManifestError early."""
+def create_app(settings: Settings) -> Litestar:
+    """The app; its state holds the `Gateway`, which handlers receive as `gateway`. Raises ManifestError early."""
     manifest = read_manifest(settings.model_dir)
     metrics = Metrics()
     metrics.describe_model(manifest.name, str(manifest.graph), str(manifest.quant), manifest.source.sha256)
@@ -37,6 +40,7 @@ def create_app(settings: Settings) -> Any:
         settings=settings,
         metrics=metrics,
         manifest=manifest,
+        responses=ResponseStore.from_settings(settings),
         model_id=settings.model_name or manifest.name,
         created=int(time.time()),
     )
@@ -49,10 +53,25 @@ def create_app(settings: Settings) -> Any:
         finally:
             await gateway.close()
 
-    app = Litestar(
-        route_handlers=[*system.ROUTES, native.generate, openai.completions, openai.chat_completions],
+    keys = settings.accepted_keys()
+    render_plugins = pages.render_plugins()
+    return Litestar(
+        route_handlers=[
+            *system.ROUTES,
+            native.generate,
+            openai.completions,
+            openai.chat_completions,
+            *responses.ROUTES,
+            *pages.asset_handlers(),
+        ],
         lifespan=[lifespan],
-        state=_state(gateway, settings),
+        state=State({"gateway": gateway, "settings": settings}),
+        dependencies={
+            "gateway": Provide(provide_gateway, sync_to_thread=False),
+            "context": Provide(provide_context, sync_to_thread=False),
+        },
+        middleware=[RequestMiddleware(metrics, catch_all=unknown.CATCH_ALL_TEMPLATE)],
+        guards=[ApiKeyGuard(keys, settings.metrics_public)] if keys else [],
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.max_body_bytes,
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins), allow_headers=["*"])
@@ -61,24 +80,19 @@ def create_app(settings: Settings) -> Any:
         openapi_config=OpenAPIConfig(
             title="llm-gateway",
             version=VERSION,
-            path="/",
             description="CPU-first LLM serving on ONNX Runtime: native and OpenAI-compatible routes.",
-            render_plugins=[
-                SwaggerRenderPlugin(path="/docs"),
-                RedocRenderPlugin(path="/redoc"),
-                JsonRenderPlugin(path="/openapi.json"),
-            ],
+            openapi_router=unknown.docs_router([path for plugin in render_plugins for path in plugin.paths]),
+            render_plugins=render_plugins,
         ),
         logging_config=None,
         debug=False,
     )
-    return GatewayMiddleware(app, settings, metrics), gateway
 
 
-def _state(gateway: Gateway, settings: Settings) -> Any:
-    from litestar.datastructures import State
-
-    return State({"gateway": gateway, "settings": settings})
+def provide_gateway(state: State) -> Gateway:
+    """The `gateway` dependency of every handler."""
+    gateway: Gateway = state.gateway
+    return gateway
 
 
 class _Server(uvicorn.Server):
@@ -100,12 +114,13 @@ class _Server(uvicorn.Server):
 def serve(settings: Settings) -> int:
     configure_logging(settings)
     try:
-        asgi, gateway = create_app(settings)
+        app = create_app(settings)
     except ManifestError as exc:
         print(f"llm-gateway serve: error: {exc}", file=sys.stderr)
         return 2
+    gateway: Gateway = app.state.gateway
     config = uvicorn.Config(
-        asgi,
+        app,
         host=settings.host,
         port=settings.port,
         lifespan="on",

@@ -1,22 +1,87 @@
-"""Server-Sent Events framing and the streaming response around it."""
+"""The one SSE driver of every streaming route, on Litestar's `ServerSentEvent`.
+
+A route supplies `render` (its chunks for one engine event) and optionally a `head` and a `tail`; the driver
+adds keep-alive comments while the request waits, the error frame when the engine fails mid-stream (or the
+route's own `failed` events) and, for OpenAI streams, `data: [DONE]`. A client that disconnects stops the
+iteration, which cancels the generation.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable
 
-from litestar.response import Stream
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+from msgspec import Struct
 
-from app.schemas import encode
+from app import generation
+from app.engine.request import TokenEvent
+from app.generation import KEEPALIVE, Job
+from app.schemas import ErrorBody, ErrorDetail, encode
 
-KEEPALIVE_FRAME = b": keep-alive\n\n"
-DONE_FRAME = b"data: [DONE]\n\n"
-HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+KEEPALIVE_MESSAGE = ServerSentEventMessage(data=None, comment="keep-alive", sep="\n")
+DONE_MESSAGE = ServerSentEventMessage(data="[DONE]", sep="\n")
+
+Render = Callable[[int, TokenEvent], Iterable[Struct]]
 
 
-def frame(payload: object, event: str | None = None) -> bytes:
-    head = f"event: {event}\n".encode() if event else b""
-    return head + b"data: " + encode(payload) + b"\n\n"
+def message(payload: Struct, event: str | None = None) -> ServerSentEventMessage:
+    return ServerSentEventMessage(data=encode(payload), event=event, sep="\n")
 
 
-def sse_response(frames: AsyncIterator[bytes]) -> Stream:
-    return Stream(frames, media_type="text/event-stream", headers=HEADERS)
+def sse_response(
+    job: Job,
+    keepalive_s: float,
+    render: Render,
+    *,
+    openai: bool,
+    head: Iterable[Struct] = (),
+    tail: Callable[[], Iterable[Struct]] = tuple,
+    failed: Callable[[str], Iterable[Struct]] | None = None,
+    named: bool = False,
+) -> ServerSentEvent:
+    """Native streams end with the final rendered event, or an `event: error` frame; OpenAI streams end with
+    the tail (the usage chunk) and `data: [DONE]`, or an error data frame and `data: [DONE]`.
+
+    `failed(message)` replaces the error frame of a mid-stream engine failure with the route's own events;
+    `named` makes each payload's `type` its SSE event name (the Responses API's typed events)."""
+    return ServerSentEvent(_messages(job, keepalive_s, render, openai, head, tail, failed, named))
+
+
+async def _messages(
+    job: Job,
+    keepalive_s: float,
+    render: Render,
+    openai: bool,
+    head: Iterable[Struct],
+    tail: Callable[[], Iterable[Struct]],
+    failed: Callable[[str], Iterable[Struct]] | None,
+    named: bool,
+) -> AsyncIterator[ServerSentEventMessage]:
+    def framed(payload: Struct) -> ServerSentEventMessage:
+        return message(payload, event=getattr(payload, "type", None) if named else None)
+
+    for payload in head:
+        yield framed(payload)
+    async with contextlib.aclosing(generation.merged(job, keepalive_s)) as events:
+        async for item in events:
+            if item is KEEPALIVE:
+                yield KEEPALIVE_MESSAGE
+                continue
+            index, event = item
+            if event.error:
+                if failed is not None:
+                    for payload in failed(event.error):
+                        yield framed(payload)
+                else:
+                    error = ErrorBody(ErrorDetail(message=event.error, type="server_error", code="engine_error"))
+                    yield message(error, event=None if openai else "error")
+                if openai:
+                    yield DONE_MESSAGE
+                return
+            for payload in render(index, event):
+                yield framed(payload)
+    for payload in tail():
+        yield framed(payload)
+    if openai:
+        yield DONE_MESSAGE

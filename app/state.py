@@ -1,4 +1,4 @@
-"""What the app holds between requests: settings, metrics and the engine, plus readiness."""
+"""What the app holds between requests: settings, metrics, the engine and the stored responses, plus readiness."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from app.engine.manifest import Manifest
 from app.engine.params import SamplingParams
 from app.errors import ApiError
 from app.metrics import Metrics
+from app.responses import ResponseStore
 
 log = structlog.get_logger("llm_gateway.state")
 
@@ -32,6 +33,7 @@ class Gateway:
     settings: Settings
     metrics: Metrics
     manifest: Manifest
+    responses: ResponseStore  # the Responses API's stored results (in memory)
     status: Status = Status.LOADING
     engine: Engine | None = None
     error: str | None = None

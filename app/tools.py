@@ -21,6 +21,7 @@ from app import structured
 from app.engine.engine import Engine
 from app.engine.grammar import JSON_LAYOUT
 from app.engine.params import Grammar, GrammarKind
+from app.engine.stopping import FinishReason
 from app.engine.tokenizer import TextTokenizer
 from app.errors import ApiError
 from app.routes.messages import CLOSE, OPEN, to_template_messages
@@ -154,7 +155,9 @@ async def check(engine: Engine, p: ToolPlan) -> Grammar | None:
     return call_grammar(p)
 
 
-def answer(text: str, finish_reason: str | None, p: ToolPlan) -> tuple[str | None, list[ToolCall] | None, str | None]:
+def answer(
+    text: str, finish_reason: FinishReason | None, p: ToolPlan
+) -> tuple[str | None, list[ToolCall] | None, FinishReason | None]:
     """(content, tool_calls, finish_reason) of a finished choice."""
     if not p.active:
         return text, None, finish_reason
@@ -162,8 +165,8 @@ def answer(text: str, finish_reason: str | None, p: ToolPlan) -> tuple[str | Non
     return content, calls or None, finish_with(calls, finish_reason)
 
 
-def finish_with(calls: list[ToolCall], finish_reason: str | None) -> str | None:
-    return "tool_calls" if calls and finish_reason == "stop" else finish_reason
+def finish_with(calls: list[ToolCall], finish_reason: FinishReason | None) -> FinishReason | None:
+    return FinishReason.TOOL_CALLS if calls and finish_reason is FinishReason.STOP else finish_reason
 
 
 @dataclass

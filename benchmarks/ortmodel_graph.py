@@ -19,8 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from app.engine.manifest import GraphKind, Manifest
-from app.engine.runner import LOGITS_TO_KEEP
+from app.engine.manifest import LOGITS_TO_KEEP, GraphKind, Manifest
 
 _SIDE_FILES = ("config.json", "generation_config.json")
 

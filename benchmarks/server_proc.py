@@ -43,7 +43,7 @@ class ServerProcess:
         self.log_path = log_path
         self._log = log_path.open("ab")
         env = server_env(threads)
-        cmd = [sys.executable, "-m", "app.cli", "serve", "--model", str(model_dir), "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "llm_gateway", "serve", "--model", str(model_dir), "--port", str(self.port)]
         self.proc = spawn(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env)
         self._ready_after: float | None = None
         self._failure: str | None = None

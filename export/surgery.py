@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from app.engine.runner import LOGITS_TO_KEEP
+from app.engine.manifest import LOGITS_TO_KEEP
 
 
 def lm_head_node(model: onnx.ModelProto) -> onnx.NodeProto:

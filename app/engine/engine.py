@@ -24,7 +24,7 @@ from app.engine.grammar import GrammarCompiler
 from app.engine.manifest import Manifest, read_manifest
 from app.engine.params import SamplingParams
 from app.engine.request import PROMPT_TAIL_FOR_DETOKENIZER, Sequence, TokenEvent
-from app.engine.runner import make_runner
+from app.engine.runner import ModelRunner, make_runner
 from app.engine.scheduler import Scheduler
 from app.engine.session import SessionConfig, open_session
 from app.engine.stats import EngineObserver, EngineStats, NullObserver
@@ -70,25 +70,48 @@ class RequestStream:
             self.engine.abort(self.request_id)
 
 
-class Engine:
-    def __init__(self, config: EngineConfig, observer: EngineObserver | None = None) -> None:
-        self.config = config
-        self.manifest: Manifest = read_manifest(config.model_dir)
-        shape = self.manifest.model
-        self.max_len = min(config.max_len, shape.context_length)
+@dataclass(frozen=True, slots=True)
+class ModelParts:
+    """What an Engine runs on: loaded from `model_dir` by default; tests hand in a fake runner, tokenizer and
+    grammar compiler (tests/unit/fakes.py)."""
+
+    manifest: Manifest
+    runner: ModelRunner
+    tokenizer: TextTokenizer
+    grammars: GrammarCompiler  # compile with `grammars.compile` off the engine thread, before submit
+
+    @classmethod
+    def load(cls, config: EngineConfig) -> ModelParts:
+        manifest = read_manifest(config.model_dir)
         session = open_session(
-            config.model_dir / self.manifest.io.onnx_file,
+            config.model_dir / manifest.io.onnx_file,
             SessionConfig(intra_op_threads=config.threads, allow_spinning=config.allow_spinning),
         )
         # one slot more than max_running: the sequence being prefilled sits beside a full batch
-        runner = make_runner(session, self.manifest, config.max_running + 1, self.max_len)
-        self.tokenizer = TextTokenizer(config.model_dir, shape)
+        max_len = min(config.max_len, manifest.model.context_length)
+        runner = make_runner(session, manifest, config.max_running + 1, max_len)
+        shape = manifest.model
+        grammars = GrammarCompiler.from_tokenizer_json(
+            config.model_dir / "tokenizer.json", shape.vocab_size, tuple(shape.eos_token_ids)
+        )
+        return cls(manifest, runner, TextTokenizer(config.model_dir, shape), grammars)
+
+
+class Engine:
+    def __init__(
+        self, config: EngineConfig, observer: EngineObserver | None = None, parts: ModelParts | None = None
+    ) -> None:
+        parts = parts or ModelParts.load(config)
+        self.config = config
+        self.manifest: Manifest = parts.manifest
+        shape = self.manifest.model
+        self.max_len = min(config.max_len, shape.context_length)
+        self.tokenizer = parts.tokenizer
         self.eos_token_ids = tuple(shape.eos_token_ids)
-        # compile with `grammars.compile` off the engine thread (asyncio.to_thread) before submit
-        self.grammars = GrammarCompiler(config.model_dir / "tokenizer.json", shape.vocab_size, self.eos_token_ids)
+        self.grammars = parts.grammars
         self.observer = observer or NullObserver()
         self._scheduler = Scheduler(config.max_running, config.prefill_chunk)
-        self._core = EngineCore(runner, self._scheduler, self.observer)
+        self._core = EngineCore(parts.runner, self._scheduler, self.observer)
         self._cond = threading.Condition()
         self._inbox: deque[Sequence] = deque()
         self._aborts: set[str] = set()

@@ -41,14 +41,17 @@ def to_llguidance(grammar: Grammar) -> str:
 class GrammarCompiler:
     """One per model: the llguidance tokenizer and an LRU of checked grammars (same schema, no recompile)."""
 
-    def __init__(self, tokenizer_json: Path, vocab_size: int, eos_token_ids: tuple[int, ...]) -> None:
-        self.vocab_size = vocab_size
-        self.tokenizer = llguidance.LLTokenizer(
-            _byte_level_json(tokenizer_json), n_vocab=vocab_size, eos_token=list(eos_token_ids)
-        )
+    def __init__(self, tokenizer: llguidance.LLTokenizer) -> None:
+        self.vocab_size = tokenizer.vocab_size
+        self.tokenizer = tokenizer
         self._compiled: OrderedDict[Grammar, llguidance.LLMatcher] = OrderedDict()  # never advanced: copied
         self._lock = threading.Lock()
         self.on_compiled = None  # optional callable (kind, seconds), set by the metrics layer
+
+    @classmethod
+    def from_tokenizer_json(cls, path: Path, vocab_size: int, eos_token_ids: tuple[int, ...]) -> GrammarCompiler:
+        """The compiler for a model directory's `tokenizer.json`."""
+        return cls(llguidance.LLTokenizer(_byte_level_json(path), n_vocab=vocab_size, eos_token=list(eos_token_ids)))
 
     def compile(self, grammar: Grammar) -> llguidance.LLMatcher:
         """Build `grammar`'s matcher and remember it; raises InvalidParams with the compiler's message.

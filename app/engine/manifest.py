@@ -14,6 +14,8 @@ import msgspec
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
+# graph input the exporter adds and the runners bind: how many trailing positions get logits (1 when serving)
+LOGITS_TO_KEEP = "num_logits_to_keep"
 
 
 class GraphKind(enum.StrEnum):

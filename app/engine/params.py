@@ -9,6 +9,7 @@ from app.engine.errors import InvalidParams
 
 MAX_TOP_LOGPROBS = 20
 MAX_STOP_STRINGS = 16
+MAX_SEED = 2**63 - 1  # JSON clients (and msgspec) carry signed 64-bit integers
 MAX_LOGIT_BIAS = 100.0  # OpenAI's range: -100 bans a token, +100 all but forces it
 
 
@@ -29,6 +30,42 @@ class Grammar:
     kind: GrammarKind
     source: str
     field: str = "grammar"
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """The range of one numeric request field: the wire schema (msgspec `Meta`) and `validate` both read it."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    hint: str = ""
+
+    def allows(self, value: float) -> bool:
+        return (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+        )
+
+    def bounds(self) -> dict[str, float]:
+        """The bounds as msgspec.Meta keywords."""
+        return {k: v for k, v in (("ge", self.ge), ("gt", self.gt), ("le", self.le)) if v is not None}
+
+
+LIMITS = {  # the one table of ranges, by SamplingParams field name
+    "max_new_tokens": Limit(ge=1, hint="must be at least 1"),
+    "min_new_tokens": Limit(ge=0, hint="must be 0 or more"),
+    "temperature": Limit(ge=0.0, le=100.0, hint="must be between 0 and 100 (0 is greedy)"),
+    "top_k": Limit(ge=0, hint="must be 0 (off) or positive"),
+    "top_p": Limit(gt=0.0, le=1.0, hint="must be in (0, 1]"),
+    "min_p": Limit(ge=0.0, le=1.0, hint="must be in [0, 1]"),
+    "repetition_penalty": Limit(gt=0.0, le=10.0, hint="must be in (0, 10]"),
+    "presence_penalty": Limit(ge=-2.0, le=2.0, hint="must be between -2 and 2"),
+    "frequency_penalty": Limit(ge=-2.0, le=2.0, hint="must be between -2 and 2"),
+    "top_logprobs": Limit(ge=0, le=MAX_TOP_LOGPROBS, hint=f"must be between 0 and {MAX_TOP_LOGPROBS}"),
+    "seed": Limit(ge=0, le=MAX_SEED, hint=f"must be between 0 and {MAX_SEED}"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,17 +103,12 @@ class SamplingParams:
 
     def validate(self, vocab_size: int) -> None:
         """Raise InvalidParams naming the first field out of range."""
+        for name, limit in LIMITS.items():
+            value = getattr(self, name)
+            if value is not None and not limit.allows(value):
+                raise InvalidParams(name, limit.hint)
         checks = [
-            ("max_new_tokens", self.max_new_tokens >= 1, "must be at least 1"),
-            ("min_new_tokens", 0 <= self.min_new_tokens <= self.max_new_tokens, "must be between 0 and max_new_tokens"),
-            ("temperature", 0.0 <= self.temperature <= 100.0, "must be between 0 and 100 (0 is greedy)"),
-            ("top_k", self.top_k >= 0, "must be 0 (off) or positive"),
-            ("top_p", 0.0 < self.top_p <= 1.0, "must be in (0, 1]"),
-            ("min_p", 0.0 <= self.min_p <= 1.0, "must be in [0, 1]"),
-            ("repetition_penalty", 0.0 < self.repetition_penalty <= 10.0, "must be in (0, 10]"),
-            ("presence_penalty", -2.0 <= self.presence_penalty <= 2.0, "must be between -2 and 2"),
-            ("frequency_penalty", -2.0 <= self.frequency_penalty <= 2.0, "must be between -2 and 2"),
-            ("top_logprobs", 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS, f"must be between 0 and {MAX_TOP_LOGPROBS}"),
+            ("min_new_tokens", self.min_new_tokens <= self.max_new_tokens, "must be between 0 and max_new_tokens"),
             ("stop", len(self.stop) <= MAX_STOP_STRINGS, f"at most {MAX_STOP_STRINGS} stop strings"),
             ("stop", all(self.stop), "stop strings must not be empty"),
             (
@@ -94,7 +126,6 @@ class SamplingParams:
                 all(-MAX_LOGIT_BIAS <= b <= MAX_LOGIT_BIAS for _, b in self.logit_bias),
                 f"biases must be between -{MAX_LOGIT_BIAS:g} and {MAX_LOGIT_BIAS:g}",
             ),
-            ("seed", self.seed is None or 0 <= self.seed < 2**64, "must be a non-negative 64-bit integer"),
         ]
         for field, ok, message in checks:
             if not ok:

@@ -21,9 +21,7 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
-from app.engine.manifest import GraphIO, GraphKind, Manifest, ModelShape
-
-LOGITS_TO_KEEP = "num_logits_to_keep"
+from app.engine.manifest import LOGITS_TO_KEEP, GraphIO, GraphKind, Manifest, ModelShape
 
 
 class SlotBuffer:

@@ -8,15 +8,15 @@ from collections.abc import Sequence
 from app.engine.params import SamplingParams
 
 
-class FinishReason(enum.IntEnum):
-    STOP = 1  # end-of-sequence token, stop token id or stop string
-    LENGTH = 2  # max_new_tokens reached
-    ABORT = 3  # cancelled: the client went away
-    TIMEOUT = 4  # the request's deadline passed
-    ERROR = 5  # the model runner failed
+class FinishReason(enum.StrEnum):
+    """Why a sequence ended; the values are the API's finish_reason strings (msgspec encodes them as is)."""
 
-    def __str__(self) -> str:
-        return self.name.lower()
+    STOP = "stop"  # end-of-sequence token, stop token id or stop string
+    LENGTH = "length"  # max_new_tokens reached
+    ABORT = "abort"  # cancelled: the client went away
+    TIMEOUT = "timeout"  # the request's deadline passed
+    ERROR = "error"  # the model runner failed
+    TOOL_CALLS = "tool_calls"  # a stop whose answer is tool calls: set by app/tools.py, never by the engine
 
 
 class StoppingCriteria:

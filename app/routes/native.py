@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from typing import Any
 
 from litestar import Request, post
-from litestar.datastructures import State
 from litestar.params import JSONBody
-from litestar.response import Response, Stream
+from litestar.response import Response, ServerSentEvent
 
 from app import generation, structured
-from app.generation import KEEPALIVE, Job
-from app.schemas import ErrorBody, ErrorDetail, GenerateChunk, GenerateRequest, GenerateResponse, error_responses
-from app.sse import KEEPALIVE_FRAME, frame, sse_response
+from app.engine.request import TokenEvent
+from app.engine.stopping import FinishReason
+from app.generation import Job
+from app.middleware import RequestContext
+from app.schemas import GenerateChunk, GenerateRequest, GenerateResponse, error_responses
+from app.sse import Render, sse_response
 from app.state import Gateway
 
 
@@ -26,18 +27,17 @@ from app.state import Gateway
     responses=error_responses(400, 401, 413, 429, 500, 503),
 )
 async def generate(
-    request: Request[Any, Any, Any], state: State, data: JSONBody[GenerateRequest]
-) -> Response[Any] | Stream:
-    gateway: Gateway = state.gateway
+    request: Request[Any, Any, Any], gateway: Gateway, context: RequestContext, data: JSONBody[GenerateRequest]
+) -> Response[Any] | ServerSentEvent:
     engine = gateway.require_engine()
     settings = gateway.settings
     if settings.log_prompts:
-        request.scope["state"]["log"]["prompt"] = data.prompt
+        context.log["prompt"] = data.prompt
     prompt_ids = engine.tokenizer.encode(data.prompt)
     grammar = structured.native_grammar(data)
     await structured.compile_grammar(engine, gateway.metrics, grammar)
     job = generation.start(
-        request.scope,
+        context,
         gateway,
         prompt_ids,
         data,
@@ -46,42 +46,33 @@ async def generate(
         grammar=grammar,
     )
     if data.stream:
-        return sse_response(_stream(job, settings.sse_keepalive))
+        return sse_response(job, settings.sse_keepalive, _renderer(job), openai=False)
     await generation.collect(job, request)
     choice = job.choices[0]
     return Response(
         GenerateResponse(
             generated_text=choice.text,
-            finish_reason=choice.finish_reason or "abort",
+            finish_reason=choice.finish_reason or FinishReason.ABORT,
             usage=job.usage(),
             timings=job.timings(),
         )
     )
 
 
-async def _stream(job: Job, keepalive: float) -> AsyncIterator[bytes]:
-    """One event per text piece, a final event with finish reason, usage and timings; an `error` event if the
-    engine fails."""
-    async with contextlib.aclosing(generation.merged(job, keepalive)) as events:
-        async for item in events:
-            if item is KEEPALIVE:
-                yield KEEPALIVE_FRAME
-                continue
-            _, event = item
-            if event.error:
-                error = ErrorBody(ErrorDetail(message=event.error, type="server_error", code="engine_error"))
-                yield frame(error, event="error")
-                return
-            if event.finished:
-                choice = job.choices[0]
-                yield frame(
-                    GenerateChunk(
-                        text=event.text,
-                        finish_reason=choice.finish_reason,
-                        generated_text=choice.text,
-                        usage=job.usage(),
-                        timings=job.timings(),
-                    )
-                )
-            elif event.text:
-                yield frame(GenerateChunk(text=event.text))
+def _renderer(job: Job) -> Render:
+    """One event per text piece, then a final event with finish reason, the whole text, usage and timings."""
+
+    def render(index: int, event: TokenEvent) -> Iterator[GenerateChunk]:
+        if event.finished:
+            choice = job.choices[0]
+            yield GenerateChunk(
+                text=event.text,
+                finish_reason=choice.finish_reason,
+                generated_text=choice.text,
+                usage=job.usage(),
+                timings=job.timings(),
+            )
+        elif event.text:
+            yield GenerateChunk(text=event.text)
+
+    return render

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from litestar import Request, post
-from litestar.datastructures import State
 from litestar.params import JSONBody
-from litestar.response import Response, Stream
+from litestar.response import Response, ServerSentEvent
 
 from app import generation, structured, tools
 from app.engine.engine import Engine
 from app.engine.request import TokenEvent, TokenLogprob
+from app.engine.stopping import FinishReason
 from app.errors import ApiError
-from app.generation import KEEPALIVE, Job
+from app.generation import Job
+from app.middleware import RequestContext
 from app.routes.messages import to_template_messages
 from app.schemas import (
     AssistantMessage,
@@ -33,12 +33,10 @@ from app.schemas import (
     CompletionChoice,
     CompletionLogprobs,
     CompletionRequest,
-    ErrorBody,
-    ErrorDetail,
     TopLogprob,
     error_responses,
 )
-from app.sse import DONE_FRAME, KEEPALIVE_FRAME, frame, sse_response
+from app.sse import sse_response
 from app.state import Gateway
 
 
@@ -91,20 +89,19 @@ class Meta(NamedTuple):
     responses=error_responses(400, 401, 404, 413, 429, 500, 503),
 )
 async def completions(
-    request: Request[Any, Any, Any], state: State, data: JSONBody[CompletionRequest]
-) -> Response[Any] | Stream:
-    gateway: Gateway = state.gateway
+    request: Request[Any, Any, Any], gateway: Gateway, context: RequestContext, data: JSONBody[CompletionRequest]
+) -> Response[Any] | ServerSentEvent:
     gateway.check_model(data.model)
     _refuse_unsupported(data)
     engine = gateway.require_engine()
     prompt_ids = _completion_prompt(engine, data.prompt)
     if gateway.settings.log_prompts:
-        request.scope["state"]["log"]["prompt"] = data.prompt
+        context.log["prompt"] = data.prompt
     grammar = structured.response_format_grammar(data.response_format)
     bias = structured.logit_bias(data.logit_bias, engine.manifest.model.vocab_size)
     await structured.compile_grammar(engine, gateway.metrics, grammar, structured.format_label(data.response_format))
     job = generation.start(
-        request.scope,
+        context,
         gateway,
         prompt_ids,
         data,
@@ -119,7 +116,7 @@ async def completions(
     meta = Meta.new("cmpl", gateway)
     include_usage = bool(data.stream_options and data.stream_options.include_usage)
     if data.stream:
-        return sse_response(_completion_stream(job, engine, meta, include_usage, gateway.settings.sse_keepalive))
+        return _completion_stream(job, engine, meta, include_usage, gateway.settings.sse_keepalive)
     await generation.collect(job, request)
     choices = [
         CompletionChoice(
@@ -133,54 +130,26 @@ async def completions(
     return Response(Completion(**meta._asdict(), choices=choices, usage=job.usage()))
 
 
-async def _completion_stream(
-    job: Job, engine: Engine, meta: Meta, include_usage: bool, keepalive: float
-) -> AsyncIterator[bytes]:
+def _completion_stream(job: Job, engine: Engine, meta: Meta, include_usage: bool, keepalive: float) -> ServerSentEvent:
     offsets = [0] * len(job.choices)
 
-    def render(index: int, event: TokenEvent) -> Iterator[bytes]:
+    def render(index: int, event: TokenEvent) -> Iterator[Completion]:
         if not event.text and not event.finished and not event.logprobs:
             return
         logprobs = _completion_logprobs(engine, event.logprobs, offsets[index]) if event.logprobs else None
         offsets[index] += len(event.text)
         finish = job.choices[index].finish_reason if event.finished else None
-        yield frame(
-            Completion(
-                **meta._asdict(),
-                usage=None,
-                choices=[CompletionChoice(index=index, text=event.text, logprobs=logprobs, finish_reason=finish)],
-            )
+        yield Completion(
+            **meta._asdict(),
+            usage=None,
+            choices=[CompletionChoice(index=index, text=event.text, logprobs=logprobs, finish_reason=finish)],
         )
 
-    usage = Completion(**meta._asdict(), choices=[], usage=None)
-    async for chunk in _openai_sse(job, keepalive, render, usage if include_usage else None):
-        yield chunk
+    def tail() -> Iterator[Completion]:
+        if include_usage:
+            yield Completion(**meta._asdict(), choices=[], usage=job.usage())
 
-
-async def _openai_sse(
-    job: Job,
-    keepalive: float,
-    render: Callable[[int, TokenEvent], Iterator[bytes]],
-    usage_chunk: Completion | ChatCompletionChunk | None,
-) -> AsyncIterator[bytes]:
-    """The SSE life of an OpenAI stream: rendered events, keep-alives, an error frame if the engine fails,
-    the usage chunk (when asked for) and `data: [DONE]`."""
-    async with contextlib.aclosing(generation.merged(job, keepalive)) as events:
-        async for item in events:
-            if item is KEEPALIVE:
-                yield KEEPALIVE_FRAME
-                continue
-            index, event = item
-            if event.error:
-                yield frame(ErrorBody(ErrorDetail(message=event.error, type="server_error", code="engine_error")))
-                yield DONE_FRAME
-                return
-            for chunk in render(index, event):
-                yield chunk
-    if usage_chunk is not None:
-        usage_chunk.usage = job.usage()
-        yield frame(usage_chunk)
-    yield DONE_FRAME
+    return sse_response(job, keepalive, render, openai=True, tail=tail)
 
 
 def _completion_logprobs(engine: Engine, items: list[TokenLogprob], offset: int) -> CompletionLogprobs:
@@ -207,9 +176,8 @@ def _completion_logprobs(engine: Engine, items: list[TokenLogprob], offset: int)
     responses=error_responses(400, 401, 404, 413, 429, 500, 503),
 )
 async def chat_completions(
-    request: Request[Any, Any, Any], state: State, data: JSONBody[ChatCompletionRequest]
-) -> Response[Any] | Stream:
-    gateway: Gateway = state.gateway
+    request: Request[Any, Any, Any], gateway: Gateway, context: RequestContext, data: JSONBody[ChatCompletionRequest]
+) -> Response[Any] | ServerSentEvent:
     gateway.check_model(data.model)
     _refuse_unsupported(data)
     engine = gateway.require_engine()
@@ -218,7 +186,7 @@ async def chat_completions(
         raise ApiError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
     plan = tools.plan(data.tools, data.tool_choice, data.parallel_tool_calls)
     if gateway.settings.log_prompts:
-        request.scope["state"]["log"]["prompt"] = to_template_messages(data.messages)
+        context.log["prompt"] = to_template_messages(data.messages)
     prompt_ids = tools.chat_prompt_ids(engine.tokenizer, data.messages, plan)
     grammar, label = (
         structured.response_format_grammar(data.response_format),
@@ -233,7 +201,7 @@ async def chat_completions(
     bias = structured.logit_bias(data.logit_bias, engine.manifest.model.vocab_size)
     await structured.compile_grammar(engine, gateway.metrics, grammar, label)
     job = generation.start(
-        request.scope,
+        context,
         gateway,
         prompt_ids,
         data,
@@ -248,7 +216,7 @@ async def chat_completions(
     meta = Meta.new("chatcmpl", gateway)
     include_usage = bool(data.stream_options and data.stream_options.include_usage)
     if data.stream:
-        return sse_response(_chat_stream(job, engine, meta, include_usage, gateway.settings.sse_keepalive, plan))
+        return _chat_stream(job, engine, meta, include_usage, gateway.settings.sse_keepalive, plan)
     await generation.collect(job, request)
     choices = []
     for c in job.choices:
@@ -264,20 +232,20 @@ async def chat_completions(
     return Response(ChatCompletion(**meta._asdict(), choices=choices, usage=job.usage()))
 
 
-async def _chat_stream(
+def _chat_stream(
     job: Job, engine: Engine, meta: Meta, include_usage: bool, keepalive: float, plan: tools.ToolPlan
-) -> AsyncIterator[bytes]:
+) -> ServerSentEvent:
     parsers = [tools.ToolCallParser() for _ in job.choices] if plan.active else None
 
-    def chunk(index: int, delta: ChatDelta, finish: str | None, logprobs: ChatLogprobs | None = None) -> bytes:
-        return frame(
-            ChatCompletionChunk(
-                **meta._asdict(),
-                choices=[ChatChunkChoice(index=index, delta=delta, logprobs=logprobs, finish_reason=finish)],
-            )
+    def chunk(
+        index: int, delta: ChatDelta, finish: FinishReason | None, logprobs: ChatLogprobs | None = None
+    ) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            **meta._asdict(),
+            choices=[ChatChunkChoice(index=index, delta=delta, logprobs=logprobs, finish_reason=finish)],
         )
 
-    def render(index: int, event: TokenEvent) -> Iterator[bytes]:
+    def render(index: int, event: TokenEvent) -> Iterator[ChatCompletionChunk]:
         logprobs = ChatLogprobs(_chat_logprobs(engine, event.logprobs)) if event.logprobs else None
         text, calls, finish = event.text, [], job.choices[index].finish_reason
         if parsers is not None:  # tools on: call syntax becomes delta.tool_calls
@@ -290,11 +258,12 @@ async def _chat_stream(
         if event.finished:
             yield chunk(index, ChatDelta(), finish)
 
-    for choice in job.choices:
-        yield chunk(choice.index, ChatDelta(role="assistant", content=""), None)
-    usage = ChatCompletionChunk(**meta._asdict(), choices=[])
-    async for frame_ in _openai_sse(job, keepalive, render, usage if include_usage else None):
-        yield frame_
+    def tail() -> Iterator[ChatCompletionChunk]:
+        if include_usage:
+            yield ChatCompletionChunk(**meta._asdict(), choices=[], usage=job.usage())
+
+    head = [chunk(c.index, ChatDelta(role="assistant", content=""), None) for c in job.choices]
+    return sse_response(job, keepalive, render, openai=True, head=head, tail=tail)
 
 
 def _chat_logprobs(engine: Engine, items: list[TokenLogprob]) -> list[ChatTokenLogprob]:

@@ -6,9 +6,9 @@ from typing import Any
 
 import onnxruntime
 from litestar import Response, get, post
-from litestar.datastructures import State
 from litestar.params import JSONBody
 
+from app.auth import Access
 from app.errors import ApiError
 from app.generation import check_token_ids
 from app.metrics import CONTENT_TYPE
@@ -25,14 +25,23 @@ from app.schemas import (
 from app.state import Gateway, Status
 
 
-@get("/v1/health", summary="Liveness: 200 while the process serves HTTP", tags=["system"])
+@get(
+    "/v1/health",
+    summary="Liveness: 200 while the process serves HTTP",
+    tags=["system"],
+    opt={"access": Access.PUBLIC},
+)
 async def health() -> Health:
     return Health(status="ok")
 
 
-@get("/v1/ready", summary="Readiness: 200 once the model is loaded and warmed up, else 503", tags=["system"])
-async def ready(state: State) -> Response[Health]:
-    gateway: Gateway = state.gateway
+@get(
+    "/v1/ready",
+    summary="Readiness: 200 once the model is loaded and warmed up, else 503",
+    tags=["system"],
+    opt={"access": Access.PUBLIC},
+)
+async def ready(gateway: Gateway) -> Response[Health]:
     ok = gateway.status is Status.READY
     return Response(
         Health(status=str(gateway.status), detail=gateway.error),
@@ -41,14 +50,19 @@ async def ready(state: State) -> Response[Health]:
     )
 
 
-@get(["/metrics", "/v1/metrics"], summary="Prometheus metrics (text format)", tags=["system"], media_type=CONTENT_TYPE)
-async def metrics(state: State) -> Response[bytes]:
-    return Response(state.gateway.metrics.export(), media_type=CONTENT_TYPE)
+@get(
+    ["/metrics", "/v1/metrics"],
+    summary="Prometheus metrics (text format)",
+    tags=["system"],
+    media_type=CONTENT_TYPE,
+    opt={"access": Access.METRICS},
+)
+async def metrics(gateway: Gateway) -> Response[bytes]:
+    return Response(gateway.metrics.export(), media_type=CONTENT_TYPE)
 
 
 @get("/v1/models", summary="The served model (OpenAI list shape)", tags=["openai"])
-async def models(state: State) -> ModelList:
-    gateway: Gateway = state.gateway
+async def models(gateway: Gateway) -> ModelList:
     max_len = gateway.engine.max_len if gateway.engine else gateway.settings.max_model_len
     return ModelList(
         data=[ModelCard(id=gateway.model_id, created=gateway.created, owned_by="llm-gateway", max_model_len=max_len)]
@@ -56,8 +70,7 @@ async def models(state: State) -> ModelList:
 
 
 @get("/v1/info", summary="Model provenance, runtime and limits", tags=["system"])
-async def info(state: State) -> dict[str, Any]:
-    gateway: Gateway = state.gateway
+async def info(gateway: Gateway) -> dict[str, Any]:
     m, s = gateway.manifest, gateway.settings
     return {
         "model_id": gateway.model_id,
@@ -95,8 +108,8 @@ async def info(state: State) -> dict[str, Any]:
 
 
 @post("/v1/tokenize", summary="Text or chat messages to token ids", tags=["tokenizer"], status_code=200)
-async def tokenize(state: State, data: JSONBody[TokenizeRequest]) -> TokenizeResponse:
-    engine = state.gateway.require_engine()
+async def tokenize(gateway: Gateway, data: JSONBody[TokenizeRequest]) -> TokenizeResponse:
+    engine = gateway.require_engine()
     tok = engine.tokenizer
     if (data.prompt is None) == (data.messages is None):
         raise ApiError(400, "give exactly one of prompt or messages", param="prompt")
@@ -108,8 +121,8 @@ async def tokenize(state: State, data: JSONBody[TokenizeRequest]) -> TokenizeRes
 
 
 @post("/v1/detokenize", summary="Token ids to text", tags=["tokenizer"], status_code=200)
-async def detokenize(state: State, data: JSONBody[DetokenizeRequest]) -> DetokenizeResponse:
-    engine = state.gateway.require_engine()
+async def detokenize(gateway: Gateway, data: JSONBody[DetokenizeRequest]) -> DetokenizeResponse:
+    engine = gateway.require_engine()
     check_token_ids(engine, data.tokens, "tokens")
     return DetokenizeResponse(prompt=engine.tokenizer.decode(data.tokens, skip_special_tokens=False))
 

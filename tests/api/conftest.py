@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.api.browser import browser, open_page  # noqa: F401 (fixtures of the page tests)
 from tests.conftest import CLI
 
 

@@ -25,8 +25,9 @@ STREAM_50 = {"prompt": "Hello", "max_new_tokens": 50, "stream": True, "ignore_eo
 def inprocess(real_models):
     port = free_port()
     settings = load_settings({}, model_dir=real_models.default, port=port, threads=2, log_format="console")
-    asgi, gateway = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    app = create_app(settings)
+    gateway = app.state.gateway
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

@@ -51,12 +51,12 @@ def test_export_stack_is_not_installed(runtime_env, module):
 def test_gateway_comes_from_the_venv_not_the_clone(runtime_env):
     proc = run_python(
         runtime_env,
-        "import app.server, app.routes.system, export.cli as e; print(app.server.__file__)"
-        "; print(app.routes.system.__file__); print(e.__file__)",
+        "import app.server, app.routes.system, export.cli as e, llm_gateway.cli as c; print(app.server.__file__)"
+        "; print(app.routes.system.__file__); print(e.__file__); print(c.__file__)",
     )
     assert proc.returncode == 0, proc.stderr
     files = proc.stdout.split()
-    assert len(files) == 3 and all(f.startswith(str(site_packages(runtime_env))) for f in files), files
+    assert len(files) == 4 and all(f.startswith(str(site_packages(runtime_env))) for f in files), files
     assert "No module named 'benchmarks'" in run_python(runtime_env, "import benchmarks").stderr
 
 

@@ -51,7 +51,7 @@ def test_sampling_params_check_bias_range_and_ids():
 
 @pytest.fixture(scope="module")
 def compiler(real_models) -> GrammarCompiler:
-    return GrammarCompiler(real_models.default / "tokenizer.json", 49152, (2,))
+    return GrammarCompiler.from_tokenizer_json(real_models.default / "tokenizer.json", 49152, (2,))
 
 
 def walk(compiler: GrammarCompiler, grammar: Grammar, steps: int = 40) -> str:
