@@ -1,4 +1,4 @@
-"""response_format, logit_bias and the native grammar fields: from the wire to engine parameters.
+"""response_format, text.format, logit_bias and the native grammar fields: from the wire to engine parameters.
 
 Grammars compile off the event loop and the engine thread (a worker thread); a grammar that does not
 compile is a 400 naming the field, before the request takes a slot.
@@ -15,6 +15,7 @@ from app.engine.params import Grammar, GrammarKind
 from app.errors import ApiError, from_engine
 from app.metrics import Metrics
 from app.schemas import GenerateRequest, ResponseFormat
+from app.schemas_responses import TextFormat
 
 ANY_JSON_OBJECT = '{"type": "object"}'
 
@@ -35,7 +36,23 @@ def response_format_grammar(fmt: ResponseFormat | None) -> Grammar | None:
     return Grammar(GrammarKind.JSON_SCHEMA, _json(fmt.json_schema.schema), "response_format.json_schema.schema")
 
 
-def format_label(fmt: ResponseFormat | None) -> str:
+def text_format_grammar(fmt: TextFormat | None) -> Grammar | None:
+    """The Responses API's text.format (flat: name, schema, strict): the same grammars as response_format."""
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return Grammar(GrammarKind.JSON_SCHEMA, ANY_JSON_OBJECT, "text.format")
+    if fmt.schema is None:
+        raise ApiError(
+            400,
+            'text.format: type json_schema needs schema, e.g. {"type": "json_schema", "name": "answer", '
+            '"schema": {"type": "object", ...}}',
+            param="text.format.schema",
+        )
+    return Grammar(GrammarKind.JSON_SCHEMA, _json(fmt.schema), "text.format.schema")
+
+
+def format_label(fmt: ResponseFormat | TextFormat | None) -> str:
     return fmt.type if fmt is not None else ""
 
 

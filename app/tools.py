@@ -24,6 +24,7 @@ from app.engine.params import Grammar, GrammarKind
 from app.engine.stopping import FinishReason
 from app.engine.tokenizer import TextTokenizer
 from app.errors import ApiError
+from app.metrics import Metrics
 from app.routes.messages import CLOSE, OPEN, to_template_messages
 from app.schemas import (
     ChatMessage,
@@ -153,6 +154,20 @@ async def check(engine: Engine, p: ToolPlan) -> Grammar | None:
     for grammar in parameter_grammars(p.tools):
         await structured.compile_grammar(engine, None, grammar)
     return call_grammar(p)
+
+
+async def output_grammar(
+    engine: Engine, metrics: Metrics, p: ToolPlan, fmt: Grammar | None, label: str, fmt_param: str
+) -> Grammar | None:
+    """The one grammar of a chat-path request, compiled: the call grammar when tools are on, else the output
+    format's (`fmt`, from response_format or text.format); both at once is a 400 naming `fmt_param`."""
+    grammar = fmt
+    if p.active:
+        if fmt is not None:
+            raise ApiError(400, f"{fmt_param} cannot be combined with tools (use tool_choice none)", param=fmt_param)
+        grammar, label = await check(engine, p), "tools"
+    await structured.compile_grammar(engine, metrics, grammar, label)
+    return grammar
 
 
 def answer(

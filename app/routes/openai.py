@@ -188,18 +188,16 @@ async def chat_completions(
     if gateway.settings.log_prompts:
         context.log["prompt"] = to_template_messages(data.messages)
     prompt_ids = tools.chat_prompt_ids(engine.tokenizer, data.messages, plan)
-    grammar, label = (
-        structured.response_format_grammar(data.response_format),
-        structured.format_label(data.response_format),
+    fmt = data.response_format
+    grammar = await tools.output_grammar(
+        engine,
+        gateway.metrics,
+        plan,
+        structured.response_format_grammar(fmt),
+        structured.format_label(fmt),
+        "response_format",
     )
-    if plan.active:
-        if grammar is not None:
-            raise ApiError(
-                400, "response_format cannot be combined with tools (use tool_choice none)", param="response_format"
-            )
-        grammar, label = await tools.check(engine, plan), "tools"
     bias = structured.logit_bias(data.logit_bias, engine.manifest.model.vocab_size)
-    await structured.compile_grammar(engine, gateway.metrics, grammar, label)
     job = generation.start(
         context,
         gateway,
