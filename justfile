@@ -42,3 +42,11 @@ fmt:
 # benchmark against the PyTorch baseline (pass --quick for a short run)
 bench *ARGS:
     {{venv}}/llm-gateway bench {{ARGS}}
+
+# build the container image: Docker when a daemon answers, buildah otherwise (options: deploy/build_image.py --help)
+image *ARGS:
+    python3 deploy/build_image.py {{ARGS}}
+
+# build the image from this checkout and run it as a replica (tests/deploy/test_image.py)
+test-image *ARGS:
+    {{venv}}/pytest tests/deploy/test_image.py -s {{ARGS}}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from app.config import DEFAULT_MODEL_DIR
 from app.interrupts import exit_code, trap_signals
-from benchmarks.children import kill_leftovers
+from benchmarks.server import kill_leftovers
 
 DEFAULT_OUT = Path("bench-results")
 
@@ -37,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="threads for every contestant (default: all cores)")
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP service (its section says so)")
+    parser.add_argument(
+        "--scenarios", action=argparse.BooleanOptionalAction, default=None,
+        help="the structured-output and prefix-cache scenarios on two more servers (default: on; --quick: off, "
+        "--quick --scenarios runs them with small counts)",
+    )  # fmt: skip
 
 
 def _command() -> str:
@@ -60,7 +65,13 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         plan = make_plan(
-            args.quick, args.reps, args.new_tokens, tuple(args.clients or ()), args.threads, not args.no_http
+            args.quick,
+            args.reps,
+            args.new_tokens,
+            tuple(args.clients or ()),
+            args.threads,
+            not args.no_http,
+            args.scenarios,
         )
         folders = [(folder, read_manifest(folder)) for folder in args.models]
         variants = [m.graph_quant for _, m in folders]
@@ -84,11 +95,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _execute(plan, contestants, folders, source: str | None, out: Path) -> int:
     from app.engine.tokenizer import TextTokenizer
-    from benchmarks.output import write_outputs
-    from benchmarks.promptset import encode, load_prompts
-    from benchmarks.report import busy_warning
-    from benchmarks.results import assemble
-    from benchmarks.rounds import DISTURBED
+    from benchmarks.machine import DISTURBED
+    from benchmarks.plan import encode, load_prompts
+    from benchmarks.report import busy_warning, write_outputs
+    from benchmarks.results import RunInfo, assemble
     from benchmarks.runner import Progress, Run, Setup, bursting
 
     started = datetime.now(UTC).replace(microsecond=0)
@@ -105,18 +115,15 @@ def _execute(plan, contestants, folders, source: str | None, out: Path) -> int:
     setup = Setup(plan, prompts, burst_prompt, source, workdir, bursting(contestants, plan.quick))
     run = Run(contestants, setup, progress)
     measured = run.execute()
-    run_info = {
-        "command": _command(), "started_at": started.isoformat(), "duration_s": progress.elapsed(),
-        "foreign_load": run.rounds.summary(),
-    }  # fmt: skip
-    results = assemble(plan, contestants, measured, prompts, run_info)
+    run_info = RunInfo(_command(), started.isoformat(), progress.elapsed(), run.rounds.summary())
+    results = assemble(plan, contestants, measured, prompts, run_info, run.scenarios, run.scenario_error)
     paths = write_outputs(results, out)
     shutil.rmtree(workdir / "ortmodel", ignore_errors=True)
-    for target in results["targets"]:
-        progress.say(f"target {target['status']:<12} {target['name']}: {target['shown']}")
+    for target in results.targets:
+        progress.say(f"target {target.status:<12} {target.name}: {target.shown}")
     progress.say(f"wrote {paths['report']}, {paths['results']} and {len(paths) - 2} charts")
-    if results["foreign_load"]["share"] > DISTURBED:
-        progress.say(f"WARNING: {busy_warning(results['foreign_load'])}")
+    if results.foreign_load and results.foreign_load.share > DISTURBED:
+        progress.say(f"WARNING: {busy_warning(results.foreign_load)}")
     failed = [cid for cid, m in measured.items() if m.error]
     if failed:
         progress.say(f"FAILED contestants: {', '.join(failed)} (see the report and {workdir / 'logs'})")

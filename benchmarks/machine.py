@@ -1,4 +1,13 @@
-"""What the figures were measured on: CPU, cores, memory, library versions, git commit."""
+"""What the figures were measured on (CPU, cores, memory, library versions, git commit), and how much of
+the CPU other processes took meanwhile.
+
+Rounds disturbed by other processes: measured, repeated, and accounted for in the report.
+
+Another process on a 2-core machine slows contestants unevenly (PyTorch's thread pool stalls far more
+than ORT's when a core is taken), which paired ratios cannot cancel. So the CPU that other processes
+used is measured over each round; a round where they took more than DISTURBED of the machine is thrown
+away whole (every contestant's figures of that round) and run again, up to `reps` extra times.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +16,11 @@ import platform
 import resource
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+
+import msgspec
 
 LIBRARIES = (
     "llm-gateway", "onnxruntime", "numpy", "tokenizers", "torch", "transformers", "optimum", "optimum-onnx",
@@ -21,9 +31,40 @@ KEY_FLAGS = (
     "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx_vnni",
     "amx_tile", "amx_int8", "amx_bf16",
 )  # fmt: skip
+DISTURBED = 0.10  # other processes' share of the CPU above which a round is repeated
 
 
-def cpu_info(cpuinfo: str) -> dict[str, Any]:
+class Cpu(msgspec.Struct):
+    model: str
+    key_flags: list[str]
+    flags: list[str] = []
+
+
+class Git(msgspec.Struct):
+    sha: str | None
+    dirty: bool | None
+
+
+class Machine(msgspec.Struct):
+    cpu: Cpu
+    cores: int | None
+    memory_bytes: int | None
+    libraries: dict[str, str | None]
+    git: Git
+    os: str = ""
+    python: str = ""
+
+
+class ForeignLoad(msgspec.Struct):
+    """The CPU other processes used during the measured rounds."""
+
+    cpu_seconds: float
+    share: float  # the worst kept round: that is what can bias a ratio
+    round_shares: list[float] = []
+    discarded_round_shares: list[float] = []
+
+
+def cpu_info(cpuinfo: str) -> Cpu:
     """Model name and flags from the text of /proc/cpuinfo (first processor)."""
     model: str | None = None
     flags: list[str] = []
@@ -34,7 +75,7 @@ def cpu_info(cpuinfo: str) -> dict[str, Any]:
         elif key.strip() == "flags" and not flags:
             flags = value.split()
     model = model or platform.processor() or "unknown"
-    return {"model": model, "key_flags": [f for f in KEY_FLAGS if f in flags], "flags": flags}
+    return Cpu(model, [f for f in KEY_FLAGS if f in flags], flags)
 
 
 def memory_bytes(meminfo: str) -> int | None:
@@ -96,7 +137,7 @@ def _read(path: str) -> str:
         return ""
 
 
-def git_state(repo: Path) -> dict[str, Any]:
+def git_state(repo: Path) -> Git:
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10)
@@ -106,7 +147,7 @@ def git_state(repo: Path) -> dict[str, Any]:
 
     sha = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
-    return {"sha": sha, "dirty": bool(status) if status is not None else None}
+    return Git(sha, bool(status) if status is not None else None)
 
 
 def library_versions() -> dict[str, str | None]:
@@ -119,13 +160,33 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def describe_machine() -> dict[str, Any]:
-    return {
-        "cpu": cpu_info(_read("/proc/cpuinfo")),
-        "cores": os.cpu_count(),
-        "memory_bytes": memory_bytes(_read("/proc/meminfo")),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "libraries": library_versions(),
-        "git": git_state(Path(__file__).resolve().parent.parent),
-    }
+def describe_machine() -> Machine:
+    return Machine(
+        cpu=cpu_info(_read("/proc/cpuinfo")),
+        cores=os.cpu_count(),
+        memory_bytes=memory_bytes(_read("/proc/meminfo")),
+        libraries=library_versions(),
+        git=git_state(Path(__file__).resolve().parent.parent),
+        os=platform.platform(),
+        python=platform.python_version(),
+    )
+
+
+@dataclass(slots=True)
+class RoundLog:
+    kept: list[tuple[float, float]] = field(default_factory=list)  # (foreign CPU-seconds, share) per kept round
+    discarded: list[float] = field(default_factory=list)  # shares of the rounds thrown away
+
+    def judge(self, start: CpuMark, end: CpuMark, retries_left: bool) -> bool:
+        """Record a round; True to keep it, False when it was disturbed and may be repeated."""
+        seconds, share = foreign_share(start, end)
+        if share > DISTURBED and retries_left:
+            self.discarded.append(round(share, 3))
+            return False
+        self.kept.append((seconds, share))
+        return True
+
+    def summary(self) -> ForeignLoad:
+        seconds = sum(s for s, _ in self.kept)
+        shares = [round(share, 3) for _, share in self.kept]
+        return ForeignLoad(round(seconds, 1), max(shares) if shares else 0.0, shares, self.discarded)

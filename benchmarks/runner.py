@@ -8,15 +8,33 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from benchmarks.contestants import ENGINE, HTTP, Contestant
-from benchmarks.drivers import Driver, WorkerDriver
-from benchmarks.figures import Measured
-from benchmarks.machine import cpu_mark
-from benchmarks.plan import Plan
-from benchmarks.promptset import EncodedPrompt
-from benchmarks.rounds import RoundLog
-from benchmarks.timing import burst_rep, check_stream, single_stream_rep
+from benchmarks.machine import RoundLog, cpu_mark
+from benchmarks.plan import EncodedPrompt, Plan
+from benchmarks.scenario_results import ScenarioResults
+from benchmarks.stats import Burst, Measured, StreamTiming, burst_rep, check_stream, single_stream_rep
+from benchmarks.worker import Worker
+
+
+class Driver(Protocol):
+    """The runner's view of a contestant: a Worker process or the HttpService."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def ready(self) -> float: ...  # load seconds
+
+    def warmup(self, prompts: list[EncodedPrompt], new_tokens: int, clients: int) -> list[str]: ...  # notes
+
+    def single(self, prompts: list[EncodedPrompt], new_tokens: int) -> list[StreamTiming]: ...
+
+    def burst(self, prompt: EncodedPrompt, clients: int, new_tokens: int, probe: bool) -> Burst: ...
+
+    def finish(self) -> int: ...  # peak RSS bytes
+
+    def abort(self) -> None: ...
 
 
 def bursting(contestants: list[Contestant], quick: bool) -> set[str]:
@@ -52,11 +70,12 @@ class Setup:
 
 def make_driver(c: Contestant, setup: Setup) -> Driver:
     if c.kind == HTTP:
-        from benchmarks.http_side import HttpDriver
+        from benchmarks.load import HttpService
+        from benchmarks.scenarios import COLD_ENV
 
         assert c.model_dir is not None
-        return HttpDriver(c.model_dir, setup.plan, setup.workdir)
-    return WorkerDriver(c, setup.plan, setup.source, setup.workdir)
+        return HttpService(c.model_dir, setup.plan, setup.workdir, COLD_ENV)
+    return Worker(c, setup.plan, setup.source, setup.workdir)
 
 
 class Run:
@@ -68,12 +87,15 @@ class Run:
         self.drivers: dict[str, Driver] = {}
         self.long_ids = {p.id for p in setup.prompts if p.prompt.length == "long"}
         self.rounds = RoundLog()
+        self.scenarios: ScenarioResults | None = None
+        self.scenario_error: str | None = None
 
     def execute(self) -> dict[str, Measured]:
         try:
             self._load()
             self._warm_up()
             self._rounds()
+            self._scenarios()
             for c in self.active:
                 self._guarded(c, lambda c=c: self._finish(c))
         finally:
@@ -98,6 +120,24 @@ class Run:
                     m.rollback(marks[cid])
                 share = self.rounds.discarded[-1]
                 self.progress.say(f"round {rep + 1}: other processes took {100 * share:.0f}% of the CPU; repeating it")
+
+    def _scenarios(self) -> None:
+        """Issues 11 and 12's scenarios on two servers of their own (benchmarks/scenarios.py), after the rounds."""
+        http = next((c for c in self.active if c.kind == HTTP and self._ok(c)), None)
+        if not self.setup.plan.scenarios or http is None or http.model_dir is None:
+            return
+        from benchmarks.scenarios import run_scenarios
+
+        short = self.setup.burst_prompt.prompt
+        document = next(
+            p.prompt.text for p in self.setup.prompts if (p.prompt.length, p.prompt.style) == ("long", "plain")
+        )
+        try:
+            run = run_scenarios(http.model_dir, self.setup.plan, self.setup.workdir, short, document, self.progress.say)
+            self.scenarios = run.figures()
+        except Exception as exc:  # the scenarios failing must not lose the rounds' figures
+            self.scenario_error = f"{type(exc).__name__}: {exc}"
+            self.progress.say(f"scenarios: FAILED: {exc}")
 
     def _pids(self) -> list[int]:
         return [self.drivers[c.id].pid for c in self.active if self._ok(c)]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import httpx
 import pytest
@@ -16,6 +15,7 @@ import uvicorn
 
 from app.config import load_settings
 from app.server import create_app
+from benchmarks.server import wait_ready
 from tests.api.conftest import free_port, stream_frames
 
 STREAM_50 = {"prompt": "Hello", "max_new_tokens": 50, "stream": True, "ignore_eos": True}
@@ -31,14 +31,7 @@ def inprocess(real_models):
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/v1/ready").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
+    wait_ready(url, 60)
     yield url, gateway
     server.should_exit = True
     thread.join(timeout=30)

@@ -6,18 +6,15 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from msgspec import UNSET
 
 from app.engine.manifest import Manifest
 from benchmarks.contestants import build_contestants
-from benchmarks.drivers import Burst
-from benchmarks.figures import Measured, figures
-from benchmarks.machine import cpu_info, memory_bytes
-from benchmarks.output import write_outputs
+from benchmarks.machine import ForeignLoad, Git, Machine, cpu_info
 from benchmarks.plan import make_plan
-from benchmarks.report import render
-from benchmarks.results import build_results
-from benchmarks.targets import evaluate
-from benchmarks.timing import StreamTiming
+from benchmarks.report import render, write_outputs
+from benchmarks.results import PromptInfo, RunInfo, build_results, evaluate, read_results
+from benchmarks.stats import Burst, Measured, StreamTiming, figures
 
 LONG = {"long"}
 
@@ -69,30 +66,20 @@ def results():
         "http:gqa-int8": run_of(0.0085, 0.045, health=[0.001, 0.002, 0.030]),
     }
     figs = {cid: figures(m, LONG) for cid, m in measured.items()}
-    machine = {
-        "cpu": cpu_info("model name\t: Test CPU\nflags\t\t: fpu avx2 avx512f\n"),
-        "cores": 2,
-        "memory_bytes": 2**34,
-        "libraries": {"onnxruntime": "1.32.0"},
-        "git": {"sha": "abc", "dirty": False},
-    }
-    info = {
-        "command": "llm-gateway bench --quick",
-        "started_at": "2026-01-01T00:00:00+00:00",
-        "duration_s": 100.0,
-        "machine": machine,
-        "prompts": [
-            {"id": "short", "length": "short", "style": "chat", "tokens": 37},
-            {"id": "long", "length": "long", "style": "plain", "tokens": 507},
-        ],
-    }
-    out = build_results(plan, contestants, measured, figs, info)
-    out["targets"] = [t.as_dict() for t in evaluate(out)]
-    return out
+    machine = Machine(
+        cpu=cpu_info("model name\t: Test CPU\nflags\t\t: fpu avx2 avx512f\n"),
+        cores=2,
+        memory_bytes=2**34,
+        libraries={"onnxruntime": "1.32.0"},
+        git=Git(sha="abc", dirty=False),
+    )
+    info = RunInfo(command="llm-gateway bench --quick", started_at="2026-01-01T00:00:00+00:00", duration_s=100.0)
+    prompts = [PromptInfo("short", "short", "chat", 37), PromptInfo("long", "long", "plain", 507)]
+    return build_results(plan, contestants, measured, figs, info, machine, prompts)
 
 
 def test_targets_are_judged_from_paired_figures(results):
-    targets = {t["name"]: t for t in results["targets"]}
+    targets = {t.name: msgspec.to_builtins(t) for t in results.targets}
     assert len(targets) == 5
     decode = targets["single-stream decode vs PyTorch"]
     assert decode["status"] == "PASS"
@@ -109,11 +96,11 @@ def test_targets_are_judged_from_paired_figures(results):
 
 
 def test_targets_say_not_measured_when_a_contestant_failed(results):
-    engine = next(c for c in results["contestants"] if c["id"] == "engine:gqa-int8")
+    engine = next(c for c in results.contestants if c.id == "engine:gqa-int8")
     for key in ("single", "vs_pytorch", "concurrency"):
-        engine.pop(key)
-    engine["peak_rss_bytes"] = None
-    engine["error"] = "WorkerError: boom"
+        setattr(engine, key, UNSET)
+    engine.peak_rss_bytes = None
+    engine.error = "WorkerError: boom"
     statuses = {t.name: t.status for t in evaluate(results)}
     assert statuses["single-stream decode vs PyTorch"] == "NOT MEASURED"
     assert statuses["engine peak RSS"] == "NOT MEASURED"
@@ -144,40 +131,21 @@ def test_report_has_every_section_with_numbers(results):
 
 def test_outputs_written(results, tmp_path):
     paths = write_outputs(results, tmp_path)
-    assert json.loads(paths["results"].read_text())["targets"] == results["targets"]
+    assert json.loads(paths["results"].read_text())["targets"] == msgspec.to_builtins(results.targets)
+    assert read_results(paths["results"]) == results  # the report and charts can be rebuilt from the file
     for key in ("decode", "throughput", "ttft"):
         assert paths[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert paths[key].stat().st_size > 10_000
     assert "](img/decode-tokens-per-s.png)" in paths["report"].read_text()
 
 
-def test_machine_parsers():
-    info = cpu_info(
-        "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 fma avx512f avx512_vnni\n"
-        "processor\t: 1\nmodel name\t: other\nflags\t\t: fpu\n"
-    )
-    assert info["model"] == "AMD EPYC"
-    assert info["key_flags"] == ["avx2", "fma", "avx512f", "avx512_vnni"]
-    assert memory_bytes("MemTotal:       24684084 kB\nMemFree: 1 kB\n") == 24684084 * 1024
-
-
 def test_report_warns_when_other_processes_took_the_cpu(results):
-    results["foreign_load"] = {"cpu_seconds": 120.0, "share": 0.30, "discarded_round_shares": [0.5, 0.4]}
+    results.foreign_load = ForeignLoad(cpu_seconds=120.0, share=0.30, discarded_round_shares=[0.5, 0.4])
     text = render(results)
     assert "**Warning: other processes took up to 30% of this machine's CPU" in text
     assert (
         "2 round(s) were repeated because other processes took more than 10% of the CPU during them (50%, 40%)" in text
     )
-    results["foreign_load"] = {"cpu_seconds": 1.0, "share": 0.01, "discarded_round_shares": []}
+    results.foreign_load = ForeignLoad(cpu_seconds=1.0, share=0.01, discarded_round_shares=[])
     text = render(results)
     assert "Warning" not in text and "Other processes took at most 1.0% of the CPU during a measured round." in text
-
-
-def test_busy_cpu_seconds_counts_everything_but_idle_and_iowait():
-    import os
-
-    from benchmarks.machine import busy_cpu_seconds
-
-    hz = os.sysconf("SC_CLK_TCK")
-    stat = "cpu  100 5 20 1000 50 1 2 3 0 0\ncpu0 50 2 10 500 25 0 1 1 0 0\n"
-    assert busy_cpu_seconds(stat) == pytest.approx((100 + 5 + 20 + 1 + 2 + 3) / hz)

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.server import ServerError, free_port, wait_ready
 from tests.deploy.dockerfile import env_values, lay_out_context, read_stages, replay_pip_steps
 
 TOOL_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -57,7 +56,7 @@ def compose_schema(tmp_path_factory) -> Path:
 @dataclass(frozen=True, slots=True)
 class RuntimeEnv:
     venv: Path
-    workdir: Path  # the image's WORKDIR: what the runtime stage COPYs from the build context
+    workdir: Path  # runtime-deps' WORKDIR: what it COPYs from the build context
     home: Path  # HOME as in the image: a path that does not exist (the image user's is /nonexistent)
     image_env: dict[str, str]  # the runtime stage's ENV
 
@@ -73,21 +72,17 @@ class RuntimeEnv:
 
 @pytest.fixture(scope="session")
 def runtime_env(tmp_path_factory) -> RuntimeEnv:
-    """The runtime stage's environment built as the Dockerfile builds it, in a fresh venv (~30 s)."""
-    stage = read_stages()["runtime"]
+    """The runtime's venv built as the Dockerfile's runtime-deps stage builds it, in a fresh venv (~30 s)."""
+    stages = read_stages()
+    stage = stages["runtime-deps"]
     root = tmp_path_factory.mktemp("runtime")
     workdir, venv = root / "workdir", root / "venv"
     workdir.mkdir()
     lay_out_context(stage, workdir)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     replay_pip_steps(stage, venv / "bin" / "python", workdir, TOOL_ENV)
-    return RuntimeEnv(venv=venv, workdir=workdir, home=root / "nonexistent", image_env=env_values(stage))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    image_env = {k: v for k, v in env_values(stages["runtime"]).items() if k != "PATH"}  # PATH: clean_env's venv
+    return RuntimeEnv(venv=venv, workdir=workdir, home=root / "nonexistent", image_env=image_env)
 
 
 def http_status(url: str, timeout: float = 5) -> int | None:
@@ -131,11 +126,10 @@ def runtime_server(runtime_env, real_models, tmp_path_factory):
         )
     server = RuntimeServer(url=f"http://127.0.0.1:{port}", port=port, pid=proc.pid, stderr=logs / "stderr")
     try:
-        deadline = time.monotonic() + 300
-        while http_status(f"{server.url}/v1/ready") != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server not ready (exit {proc.poll()}):\n{server.stderr_text()[-4000:]}")
-            time.sleep(0.5)
+        try:
+            wait_ready(server.url, 300, exited=proc.poll)
+        except ServerError:
+            pytest.fail(f"server not ready (exit {proc.poll()}):\n{server.stderr_text()[-4000:]}")
         yield server
     finally:
         proc.terminate()

@@ -50,6 +50,19 @@ def read_stages(path: Path = DOCKERFILE) -> dict[str, list[Instruction]]:
     return stages
 
 
+def global_args(path: Path = DOCKERFILE) -> dict[str, str]:
+    """The ARG defaults declared before the first FROM (what FROM lines may use)."""
+    found = {}
+    for line in logical_lines(path.read_text()):
+        keyword, _, args = line.partition(" ")
+        if keyword.upper() == "FROM":
+            return found
+        if keyword.upper() == "ARG" and "=" in args:
+            name, value = args.split("=", 1)
+            found[name.strip()] = value.strip()
+    return found
+
+
 def of_kind(stage: list[Instruction], keyword: str) -> list[str]:
     return [i.args for i in stage if i.keyword == keyword]
 
@@ -72,8 +85,8 @@ def pip_steps(stage: list[Instruction]) -> list[list[str]]:
     for args in of_kind(stage, "RUN"):
         for part in args.split("&&"):
             argv = shlex.split(part)
-            if argv and argv[0] == "pip":
-                steps.append(argv)
+            if argv and Path(argv[0]).name == "pip":  # pip, or a venv's: /opt/venv/bin/pip
+                steps.append(["pip", *argv[1:]])
     return steps
 
 

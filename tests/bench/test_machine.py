@@ -1,14 +1,19 @@
-"""Rounds disturbed by other processes are thrown away whole and repeated; CPU accounting on fixed marks."""
+"""The machine: rounds disturbed by other processes are thrown away and repeated; CPU accounting on fixed
+marks; /proc parsers."""
 
 import os
 
 import pytest
 
-from benchmarks.drivers import Burst
-from benchmarks.figures import Measured
-from benchmarks.machine import CpuMark, foreign_share, process_cpu_seconds
-from benchmarks.rounds import RoundLog
-from benchmarks.timing import StreamTiming
+from benchmarks.machine import (
+    CpuMark,
+    RoundLog,
+    busy_cpu_seconds,
+    cpu_info,
+    foreign_share,
+    memory_bytes,
+    process_cpu_seconds,
+)
 
 CORES = os.cpu_count() or 1
 
@@ -32,23 +37,28 @@ def test_a_disturbed_round_is_dropped_while_retries_remain():
     assert not log.judge(*busy, retries_left=True)
     assert log.judge(*busy, retries_left=False)  # out of retries: kept, and the report will warn
     summary = log.summary()
-    assert summary["discarded_round_shares"] == [0.5]
-    assert summary["round_shares"] == [pytest.approx(0.01 / CORES, abs=1e-3), 0.5]
-    assert summary["share"] == 0.5
-
-
-def test_rollback_forgets_a_whole_round():
-    t = StreamTiming("p", (0.1, 0.2), 2)
-    m = Measured(singles=[[t]], bursts={1: [Burst([t], 0.2)]})
-    before = m.marks()
-    m.singles.append([t])
-    m.bursts[1].append(Burst([t], 0.3))
-    m.bursts[16] = [Burst([t] * 16, 0.5)]
-    m.rollback(before)
-    assert len(m.singles) == 1 and len(m.bursts[1]) == 1 and 16 not in m.bursts
+    assert summary.discarded_round_shares == [0.5]
+    assert summary.round_shares == [pytest.approx(0.01 / CORES, abs=1e-3), 0.5]
+    assert summary.share == 0.5
 
 
 def test_process_cpu_seconds_reads_a_live_process_and_zero_for_a_gone_one():
     sum(i * i for i in range(200_000))  # burn a little CPU
     assert process_cpu_seconds(os.getpid()) > 0
     assert process_cpu_seconds(2**22 + 12345) == 0.0
+
+
+def test_machine_parsers():
+    info = cpu_info(
+        "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 fma avx512f avx512_vnni\n"
+        "processor\t: 1\nmodel name\t: other\nflags\t\t: fpu\n"
+    )
+    assert info.model == "AMD EPYC"
+    assert info.key_flags == ["avx2", "fma", "avx512f", "avx512_vnni"]
+    assert memory_bytes("MemTotal:       24684084 kB\nMemFree: 1 kB\n") == 24684084 * 1024
+
+
+def test_busy_cpu_seconds_counts_everything_but_idle_and_iowait():
+    hz = os.sysconf("SC_CLK_TCK")
+    stat = "cpu  100 5 20 1000 50 1 2 3 0 0\ncpu0 50 2 10 500 25 0 1 1 0 0\n"
+    assert busy_cpu_seconds(stat) == pytest.approx((100 + 5 + 20 + 1 + 2 + 3) / hz)

@@ -1,9 +1,10 @@
-"""The graph adaptation that lets ORTModelForCausalLM run our Optimum-layout export, on tiny graph protos."""
+"""The Hugging Face side: the graph adaptation that lets ORTModelForCausalLM run our Optimum-layout
+export, on tiny graph protos."""
 
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from benchmarks.ortmodel_graph import _adapt, adaptations
+from benchmarks.huggingface import adapt_for_ortmodel, adaptations
 
 
 def decoder_proto(with_default: bool, logits_axis: str = "logits_length"):
@@ -20,7 +21,7 @@ def decoder_proto(with_default: bool, logits_axis: str = "logits_length"):
 def test_required_input_and_unknown_axis_are_both_adapted():
     proto = decoder_proto(with_default=False)
     assert len(adaptations(proto)) == 2
-    _adapt(proto)
+    adapt_for_ortmodel(proto)
     assert adaptations(proto) == []
     default = next(i for i in proto.graph.initializer if i.name == "num_logits_to_keep")
     assert numpy_helper.to_array(default).tolist() == [1]
@@ -31,7 +32,7 @@ def test_a_defaulted_input_still_needs_the_logits_axis_fixed():
     proto = decoder_proto(with_default=True)
     [reason] = adaptations(proto)
     assert "logits_length" in reason
-    _adapt(proto)
+    adapt_for_ortmodel(proto)
     assert sum(i.name == "num_logits_to_keep" for i in proto.graph.initializer) == 1
 
 

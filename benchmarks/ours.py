@@ -1,4 +1,4 @@
-"""Our engine in-process (inside a worker): single streams and bursts of concurrent requests.
+"""Our engine in-process, inside a worker (benchmarks/worker.py): single streams and bursts of concurrent requests.
 
 Times are taken where an application would see them: when each TokenEvent reaches the asyncio side.
 """
@@ -9,20 +9,22 @@ import asyncio
 import time
 from pathlib import Path
 
-from app.config import Settings
+from app.config import load_settings
 from app.engine.engine import Engine
 from app.engine.params import SamplingParams
-from benchmarks.timing import StreamTiming
+from benchmarks.scenarios import COLD_ENV
+from benchmarks.stats import StreamTiming
 
 
 class EngineContestant:
     def __init__(self, model_dir: Path, threads: int) -> None:
-        # the server's defaults, as `llm-gateway serve` runs them in the HTTP contestant
-        config = Settings(model_dir=model_dir, threads=threads).engine_config()
+        # the server's defaults with the prefix cache off, as `llm-gateway serve` runs them in the HTTP contestant:
+        # the same prompt every repetition must be a cold prefill (benchmarks/scenarios.py measures the cache)
+        config = load_settings(COLD_ENV, model_dir=model_dir, threads=threads).engine_config()
         self.loop = asyncio.new_event_loop()
         self.engine = Engine(config)
         self.loop.run_until_complete(self._start())
-        self.notes = [f"Engine in-process, {threads} threads, max_running {config.max_running}"]
+        self.notes = [f"Engine in-process, {threads} threads, max_running {config.max_running}, prefix cache off"]
 
     async def _start(self) -> None:
         self.engine.start()

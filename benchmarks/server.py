@@ -1,0 +1,148 @@
+"""`llm-gateway serve` as a child process, shared by the tests and the bench: start it on a free loopback
+port with an environment, wait for /v1/ready, read its JSON log lines, its /metrics and its peak RSS, and
+stop it with SIGTERM (the way an orchestrator would), returning its exit code.
+
+Every process started here (and by the bench's workers) is tracked, so that `kill_leftovers` can make
+sure none outlives the bench, whatever interrupts the run.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HOST = "127.0.0.1"
+SERVE = (sys.executable, "-m", "llm_gateway", "serve")
+
+_started: list[subprocess.Popen] = []
+
+
+class ServerError(Exception):
+    """The server did not come up, or died; the message holds the end of its log."""
+
+
+def spawn(cmd: Sequence[str], **kwargs: Any) -> subprocess.Popen:
+    """subprocess.Popen, remembered until `kill_leftovers`."""
+    proc = subprocess.Popen(list(cmd), **kwargs)
+    _started.append(proc)
+    return proc
+
+
+def kill_leftovers() -> None:
+    """Kill and reap every started process that is still running."""
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on at 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(
+    url: str,
+    timeout: float,
+    expect: int = 200,
+    exited: Callable[[], int | None] = lambda: None,
+    log: Callable[[], str] = str,
+) -> float:
+    """Poll GET {url}/v1/ready until it answers `expect`; the seconds it took. Raises ServerError when
+    `exited()` reports an exit code first, or after `timeout` seconds, with `log()` in the message."""
+    start = time.monotonic()
+    with httpx.Client(base_url=url, timeout=2.0) as client:
+        while time.monotonic() - start < timeout:
+            code = exited()
+            if code is not None:
+                raise ServerError(f"`llm-gateway serve` exited with {code}:\n{log()}")
+            try:
+                if client.get("/v1/ready").status_code == expect:
+                    return time.monotonic() - start
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    raise ServerError(f"`llm-gateway serve` was not ready after {timeout:.0f}s:\n{log()}")
+
+
+class ServeProcess:
+    """One `llm-gateway serve --model MODEL --port PORT` with exactly the environment `env`; stdout and
+    stderr go to `log_dir/server-PORT.log`."""
+
+    def __init__(self, model: Path, env: Mapping[str, str], log_dir: Path, serve: Sequence[str] = SERVE) -> None:
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self.log_path = log_dir / f"server-{self.port}.log"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.started = time.monotonic()
+        cmd = [*serve, "--model", str(model), "--port", str(self.port)]
+        self.proc = spawn(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=dict(env))
+
+    @property
+    def host(self) -> str:
+        return HOST
+
+    def wait_ready(self, timeout: float = 120.0, expect: int = 200) -> float:
+        """Seconds from the process start until GET /v1/ready first answered `expect`."""
+        wait_ready(self.url, timeout, expect, self.proc.poll, self.log_tail)
+        return time.monotonic() - self.started
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        """Send `sig` (SIGKILL after `timeout`) and return the exit code (-N: killed by signal N)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+        return self.proc.returncode
+
+    def log_lines(self) -> list[dict]:
+        """The JSON log lines written so far (other lines skipped)."""
+        lines = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return lines
+
+    def log_tail(self, lines: int = 20) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join("    " + line for line in text[-lines:])
+
+    def metrics(self) -> dict[str, float]:
+        """Prometheus samples as {name{labels}: value}, parsed with prometheus_client's parser."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+                samples[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+        return samples
+
+    def peak_rss_bytes(self) -> int:
+        """VmHWM: the process's peak resident set, the same figure as its ru_maxrss."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise ServerError("no VmHWM in /proc status")
