@@ -60,6 +60,19 @@ def reference(prompt: Ids[int], n: int, eos_at: int | None = None) -> list[int]:
     return out
 
 
+def constrained_reference(prompt: list[int], chars: int) -> list[int]:
+    """Greedy under the regex `[dg]{chars}`: the best of the tokens that still fit ("d", "g", "ddd"), then EOS."""
+    text = FakeTokenizer().token_text
+    context, out, left = list(prompt), [], chars
+    while not out or out[-1] != EOS:
+        allowed = [t for t in (3, 6, 29) if len(text(t)) <= left] or [EOS]
+        row = logits_row(context, None)
+        out.append(max(allowed, key=lambda t: row[t]))
+        context.append(out[-1])
+        left -= len(text(out[-1])) if out[-1] != EOS else 0
+    return out
+
+
 class InjectedFailure(RuntimeError):
     pass
 

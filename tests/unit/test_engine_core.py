@@ -17,10 +17,10 @@ from tests.unit.fakes import (
     FakeRunner,
     FakeTokenizer,
     RecordingObserver,
+    constrained_reference,
     create_prompts,
     create_sequence,
     fake_grammars,
-    logits_row,
     reference,
 )
 
@@ -273,19 +273,6 @@ def test_seeded_sampling_does_not_depend_on_the_batch():
     crowded.run()
     assert crowded.tokens("s") == alone.tokens("s")
     assert alone.tokens("s") != reference(prompt, 8)  # temperature 5 on these logits does wander
-
-
-def constrained_reference(prompt: list[int], chars: int) -> list[int]:
-    """Greedy under the regex `[dg]{chars}`: the best of the tokens that still fit ("d", "g", "ddd"), then EOS."""
-    text = FakeTokenizer().token_text
-    context, out, left = list(prompt), [], chars
-    while not out or out[-1] != EOS:
-        allowed = [t for t in (3, 6, 29) if len(text(t)) <= left] or [EOS]
-        row = logits_row(context, None)
-        out.append(max(allowed, key=lambda t: row[t]))
-        context.append(out[-1])
-        left -= len(text(out[-1])) if out[-1] != EOS else 0
-    return out
 
 
 def test_a_grammar_row_a_logit_bias_row_and_a_plain_row_share_decode_batches():
