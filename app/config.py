@@ -56,6 +56,10 @@ class Settings:
     """Context per sequence (prompt + generated), at most the model's own."""
     prefill_chunk: int = 128
     """Prompt tokens per prefill call while other streams are decoding."""
+    prefix_cache: bool = True
+    """Reuse the KV of prompt prefixes already computed (gqa graphs; output unchanged)."""
+    prefix_cache_mb: int = 64
+    """KV of finished sequences kept for reuse, in MB (fp32 SmolLM2-135M: 46 KB a token)."""
     warmup: bool = True
     """Run one generation before reporting ready."""
     # -- HTTP
@@ -107,6 +111,7 @@ class Settings:
             max_waiting=self.max_waiting,
             max_len=self.max_model_len,
             prefill_chunk=self.prefill_chunk,
+            prefix_cache_mb=self.prefix_cache_mb if self.prefix_cache else 0,
         )
 
     def accepted_keys(self) -> tuple[str, ...]:
@@ -146,6 +151,7 @@ def _check(settings: Settings) -> None:
         ("max_waiting", settings.max_waiting >= 0, "must be 0 or more"),
         ("max_model_len", settings.max_model_len >= 16, "must be at least 16"),
         ("prefill_chunk", settings.prefill_chunk >= 16, "must be at least 16"),
+        ("prefix_cache_mb", settings.prefix_cache_mb >= 0, "must be 0 or more"),
         ("port", 0 <= settings.port <= 65535, "must be a TCP port"),
         ("max_body_bytes", settings.max_body_bytes >= 1024, "must be at least 1024"),
         ("request_timeout", settings.request_timeout > 0, "must be positive"),

@@ -18,7 +18,7 @@ from app.engine.request import TokenEvent, TokenLogprob
 from app.engine.stopping import FinishReason
 from app.errors import ApiError, from_engine
 from app.middleware import RequestContext
-from app.schemas import Sampling, Timings, Usage
+from app.schemas import PromptTokensDetails, Sampling, Timings, Usage
 from app.state import Gateway
 
 KEEPALIVE = None  # yielded by `merged` when nothing arrived for a while
@@ -43,8 +43,10 @@ class Choice:
     queue_s: float = 0.0
     ttft_s: float = 0.0
     total_s: float = 0.0
+    cached_tokens: int = 0
 
     def add(self, event: TokenEvent) -> None:
+        self.cached_tokens = event.usage.cached_tokens
         self.text += event.text
         self.token_ids += event.token_ids
         if event.logprobs:
@@ -72,8 +74,16 @@ class Job:
     def usage(self) -> Usage:
         completion = sum(len(c.token_ids) for c in self.choices)
         return Usage(
-            prompt_tokens=self.prompt_tokens, completion_tokens=completion, total_tokens=self.prompt_tokens + completion
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=completion,
+            total_tokens=self.prompt_tokens + completion,
+            prompt_tokens_details=PromptTokensDetails(cached_tokens=self.cached_tokens),
         )
+
+    @property
+    def cached_tokens(self) -> int:
+        """Prompt tokens served from the prefix cache: the prompt is counted once, so the least of the choices."""
+        return min(c.cached_tokens for c in self.choices)
 
     def timings(self) -> Timings:
         first = self.choices[0]
@@ -100,6 +110,7 @@ class Job:
         self.log.update(
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
+            cached_tokens=self.cached_tokens,
             ttft_ms=round(self.choices[0].ttft_s * 1000, 1),
             finish_reason=",".join(sorted({c.finish_reason or FinishReason.ABORT for c in self.choices})),
         )
@@ -157,7 +168,8 @@ def start(
     )
     if grammar is not None or logit_bias:
         params = replace(params, grammar=grammar, logit_bias=logit_bias)
-    return submit(engine, prompt_ids, params, n, context.request_id, settings.request_timeout, context.log)
+    salt = data.cache_salt or ""
+    return submit(engine, prompt_ids, params, n, context.request_id, settings.request_timeout, context.log, salt)
 
 
 def submit(
@@ -168,6 +180,7 @@ def submit(
     request_id: str,
     timeout_s: float,
     log: dict[str, Any],
+    cache_salt: str = "",
 ) -> Job:
     """Queue n sequences (seed + i each, wrapping at MAX_SEED, when seeded); on any refusal, cancel what was queued."""
     deadline = time.monotonic() + timeout_s
@@ -177,7 +190,7 @@ def submit(
             choice_params = params
             if n > 1 and params.seed is not None:
                 choice_params = replace(params, seed=(params.seed + i) % (MAX_SEED + 1))
-            streams.append(engine.submit(prompt_ids, choice_params, f"{request_id}-{i}", deadline))
+            streams.append(engine.submit(prompt_ids, choice_params, f"{request_id}-{i}", deadline, cache_salt))
     except EngineError as exc:
         for stream in streams:
             stream.cancel()

@@ -52,6 +52,18 @@ class Metrics:
         self.finished = Counter(
             "llm_sequences_finished", "Sequences finished, by finish reason", ["finish_reason"], registry=r
         )
+        self.prefix_queries = Counter(
+            "llm_prefix_cache_queries_tokens", "Prompt tokens looked up in the prefix cache", registry=r
+        )
+        self.prefix_hits = Counter(
+            "llm_prefix_cache_hits_tokens", "Prompt tokens whose KV came from the prefix cache", registry=r
+        )
+        self.prefix_cached = Gauge(
+            "llm_prefix_cache_tokens", "KV positions held by the prefix cache for reuse", registry=r
+        )
+        self.kv_usage = Gauge(
+            "llm_kv_cache_usage_ratio", "KV positions of live sequences over the slots' capacity (0..1)", registry=r
+        )
         self.running = Gauge("llm_requests_running", "Sequences in the decode batch or prefilling", registry=r)
         self.waiting = Gauge("llm_requests_waiting", "Requests queued for a batch slot", registry=r)
         self.batch_size = Histogram("llm_batch_size", "Sequences per decode step", buckets=_BATCH, registry=r)
@@ -99,6 +111,8 @@ class Metrics:
     def watch_engine(self, stats: Callable[[], EngineStats]) -> None:
         self.running.set_function(lambda: (s := stats()).running + s.prefilling)
         self.waiting.set_function(lambda: stats().waiting)
+        self.prefix_cached.set_function(lambda: stats().cached_tokens)
+        self.kv_usage.set_function(lambda: stats().kv_usage)
 
     def export(self) -> bytes:
         return generate_latest(self.registry)
@@ -113,6 +127,10 @@ class Metrics:
     def on_admitted(self, queue_seconds: float, prompt_tokens: int) -> None:
         self.queue_wait.observe(queue_seconds)
         self.prompt_tokens.inc(prompt_tokens)
+
+    def on_prefix_lookup(self, prompt_tokens: int, hit_tokens: int) -> None:
+        self.prefix_queries.inc(prompt_tokens)
+        self.prefix_hits.inc(hit_tokens)
 
     def on_first_token(self, seconds: float) -> None:
         self.ttft.observe(seconds)

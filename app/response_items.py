@@ -27,6 +27,7 @@ from app.schemas_responses import (
     IncompleteDetails,
     InputItem,
     InputMessageItem,
+    InputTokensDetails,
     ItemPart,
     ListedItem,
     OutputItem,
@@ -321,7 +322,10 @@ def finish(
     return response
 
 
-def usage(input_tokens: int, output_tokens: int) -> ResponseUsage:
+def usage(input_tokens: int, output_tokens: int, cached_tokens: int) -> ResponseUsage:
     return ResponseUsage(
-        input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=input_tokens + output_tokens
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=input_tokens + output_tokens,
+        input_tokens_details=InputTokensDetails(cached_tokens=cached_tokens),
     )

@@ -43,12 +43,27 @@ Stop = Annotated[
 MaxTokens = Annotated[int, _limited("max_new_tokens", "Maximum number of tokens to generate.")]
 MinTokens = Annotated[int, _limited("min_new_tokens", "Generate at least this many tokens before any stop.")]
 TokenIds = Annotated[list[int], Meta(description="Token ids that end generation.")]
+CacheSalt = Annotated[
+    str,
+    Meta(
+        max_length=256,
+        description="Prefix-cache namespace: only requests with the same salt reuse each other's cached "
+        "prompt KV (without it, every client of this model shares cached prefixes).",
+    ),
+]
+
+
+class PromptTokensDetails(Struct):
+    cached_tokens: Annotated[int, Meta(description="Prompt tokens whose KV came from the prefix cache.")] = 0
 
 
 class Usage(Struct):
     prompt_tokens: Annotated[int, Meta(description="Tokens in the prompt.")]
     completion_tokens: Annotated[int, Meta(description="Tokens generated.")]
     total_tokens: Annotated[int, Meta(description="prompt_tokens + completion_tokens.")]
+    prompt_tokens_details: Annotated[PromptTokensDetails, Meta(description="Where the prompt tokens came from.")] = (
+        msgspec.field(default_factory=PromptTokensDetails)
+    )
 
 
 class ErrorDetail(Struct):
@@ -71,7 +86,8 @@ class ErrorBody(Struct):
 
 
 class Sampling(Struct, kw_only=True):
-    """The sampling and stopping fields every generation route shares (read by `generation.sampling_params`)."""
+    """The sampling and stopping fields every generation route shares (read by `generation.sampling_params`),
+    and the prefix-cache namespace (read by `generation.start`)."""
 
     temperature: Temperature = 0.0
     top_p: TopP = 1.0
@@ -89,6 +105,7 @@ class Sampling(Struct, kw_only=True):
     stop_token_ids: TokenIds | None = None
     ignore_eos: Annotated[bool, Meta(description="Keep generating past the end-of-sequence token.")] = False
     seed: Seed | None = None
+    cache_salt: CacheSalt | None = None
 
 
 # -- native route ------------------------------------------------------------------------------------

@@ -135,7 +135,7 @@ OutputItem = OutputMessage | FunctionCallItem
 
 
 class InputTokensDetails(Struct):
-    cached_tokens: int = 0
+    cached_tokens: Annotated[int, Meta(description="Input tokens whose KV came from the prefix cache.")] = 0
     cache_write_tokens: int = 0
 
 

@@ -122,6 +122,16 @@ class ServeProcess:
                 continue
         return lines
 
+    def wait_log(self, match: Callable[[dict], bool], timeout: float = 15.0) -> list[dict]:
+        """The JSON log lines that `match`, once there is at least one: the access line of a request is written
+        when its response ends, which can be just after the client has read the whole body."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [line for line in self.log_lines() if match(line)]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
     def log_tail(self, lines: int = 20) -> str:
         if not self._log.closed:
             self._log.flush()

@@ -10,6 +10,7 @@ import numpy as np
 from app.engine import sampler
 from app.engine.errors import EngineFailed
 from app.engine.grammar import MaskFiller, advance
+from app.engine.prefix_cache import PrefixCache
 from app.engine.request import Sequence, TokenEvent, TokenLogprob
 from app.engine.runner import ModelRunner
 from app.engine.scheduler import PrefillChunk, Scheduler
@@ -18,18 +19,30 @@ from app.engine.stopping import FinishReason, find_stop, holdback
 
 
 class EngineCore:
-    def __init__(self, runner: ModelRunner, scheduler: Scheduler, observer: EngineObserver) -> None:
+    def __init__(
+        self,
+        runner: ModelRunner,
+        scheduler: Scheduler,
+        observer: EngineObserver,
+        prefix_cache: PrefixCache | None = None,
+    ) -> None:
         self.runner = runner
         self.scheduler = scheduler
         self.observer = observer
         self.vocab_size = runner.vocab_size
         self._masks: MaskFiller | None = None  # made on the first constrained step
+        self.prefix_cache = prefix_cache
+        if prefix_cache is not None:
+            scheduler.on_admit = self._reuse_prefix
 
     def step(self) -> list[TokenEvent]:
         events: list[TokenEvent] = []
         plan = self.scheduler.schedule()
-        if plan.prefill is not None:
-            self._prefill(plan.prefill, events)
+        chunk, spent = plan.prefill, 0
+        while chunk is not None:
+            self._prefill(chunk, events)
+            spent += chunk.end - chunk.start
+            chunk = self.scheduler.next_prefill(spent, bool(plan.decode))
         if plan.decode:
             self._decode(plan.decode, events)
         return events
@@ -47,7 +60,7 @@ class EngineCore:
     def _prefill(self, chunk: PrefillChunk, events: list[TokenEvent]) -> None:
         seq = chunk.seq
         now = time.monotonic()
-        if chunk.start == 0:
+        if not seq.prefill_start:
             seq.prefill_start = now
             self.observer.on_admitted(now - seq.arrival, len(seq.prompt_ids))
         ids = np.asarray(seq.prompt_ids[chunk.start : chunk.end], np.int64)  # [S]
@@ -195,8 +208,17 @@ class EngineCore:
             error=error,
         )
 
+    def _reuse_prefix(self, seq: Sequence) -> None:
+        if self.prefix_cache is None:
+            return
+        hit = self.prefix_cache.reuse(seq, self.scheduler.running)
+        self.observer.on_prefix_lookup(len(seq.prompt_ids), hit)
+
     def _release(self, seq: Sequence) -> None:
         slot = seq.slot
+        if slot >= 0 and self.prefix_cache is not None and seq.finish_reason is not FinishReason.ERROR:
+            live = [*self.scheduler.running, self.scheduler.prefilling]
+            self.prefix_cache.keep(seq, [s for s in live if s is not None])
         moves = self.scheduler.finish(seq)
         if slot >= 0:
             self.runner.release(slot)

@@ -21,8 +21,9 @@ from app.engine.core import EngineCore
 from app.engine.detokenizer import IncrementalDetokenizer
 from app.engine.errors import EngineStopped, InvalidParams, PromptTooLong, QueueFull
 from app.engine.grammar import GrammarCompiler
-from app.engine.manifest import Manifest, read_manifest
+from app.engine.manifest import GraphKind, Manifest, read_manifest
 from app.engine.params import SamplingParams
+from app.engine.prefix_cache import PrefixCache
 from app.engine.request import PROMPT_TAIL_FOR_DETOKENIZER, Sequence, TokenEvent
 from app.engine.runner import ModelRunner, make_runner
 from app.engine.scheduler import Scheduler
@@ -41,6 +42,7 @@ class EngineConfig:
     max_waiting: int = 64
     max_len: int = 2048
     prefill_chunk: int = 128
+    prefix_cache_mb: int = 64  # KV of ended sequences kept for reuse; 0 turns the prefix cache off
 
 
 class RequestStream:
@@ -97,6 +99,13 @@ class ModelParts:
         return cls(manifest, runner, TextTokenizer(config.model_dir, shape), grammars)
 
 
+def _prefix_cache(config: EngineConfig, parts: ModelParts) -> PrefixCache | None:
+    # the Optimum graph's KV is not in slots that can be copied cheaply: prefix caching is for gqa graphs only
+    if config.prefix_cache_mb <= 0 or parts.manifest.graph is not GraphKind.GQA:
+        return None
+    return PrefixCache(parts.runner, config.prefix_cache_mb * 2**20 // parts.runner.kv_bytes_per_token)
+
+
 class Engine:
     def __init__(
         self, config: EngineConfig, observer: EngineObserver | None = None, parts: ModelParts | None = None
@@ -111,7 +120,9 @@ class Engine:
         self.grammars = parts.grammars
         self.observer = observer or NullObserver()
         self._scheduler = Scheduler(config.max_running, config.prefill_chunk)
-        self._core = EngineCore(parts.runner, self._scheduler, self.observer)
+        self._runner = parts.runner
+        self.prefix_cache = _prefix_cache(config, parts)
+        self._core = EngineCore(parts.runner, self._scheduler, self.observer, self.prefix_cache)
         self._cond = threading.Condition()
         self._inbox: deque[Sequence] = deque()
         self._aborts: set[str] = set()
@@ -152,13 +163,17 @@ class Engine:
     @property
     def stats(self) -> EngineStats:
         running = len(self._scheduler.running)
-        prefilling = int(self._scheduler.prefilling is not None)
+        live = [*self._scheduler.running, self._scheduler.prefilling]
+        prefilling = int(live[-1] is not None)
+        slot_tokens = sum(s.computed for s in live if s is not None)
         return EngineStats(
             running=running,
             waiting=max(0, self._inflight - running - prefilling),
             prefilling=prefilling,
             max_running=self.config.max_running,
             max_waiting=self.config.max_waiting,
+            cached_tokens=self.prefix_cache.cached_tokens if self.prefix_cache is not None else 0,
+            kv_usage=slot_tokens / (self._runner.max_slots * self.max_len),
         )
 
     # -- requests ----------------------------------------------------------------------------------
@@ -169,6 +184,7 @@ class Engine:
         params: SamplingParams,
         request_id: str | None = None,
         deadline: float | None = None,
+        cache_salt: str = "",
     ) -> RequestStream:
         """Queue one request; raises InvalidParams, PromptTooLong, QueueFull or EngineStopped at once."""
         if not self._accepting or self._loop is None:
@@ -180,6 +196,7 @@ class Engine:
             raise PromptTooLong(len(prompt_ids), params.max_new_tokens, self.max_len)
         request_id = request_id or uuid.uuid4().hex
         seq = self._new_sequence(request_id, prompt_ids, params, deadline)
+        seq.cache_salt = cache_salt
         stream = RequestStream(self, request_id, len(prompt_ids))
         with self._cond:
             # the batch holds max_running; beyond that, max_waiting may queue; the rest is refused at once

@@ -39,6 +39,7 @@ class TokenLogprob:
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
 
 
 @dataclass(slots=True)
@@ -75,9 +76,11 @@ class Sequence:
     detok: IncrementalDetokenizer
     rng: np.random.Generator
     deadline: float | None = None  # time.monotonic() value
+    cache_salt: str = ""  # prefix-cache namespace: only sequences with the same salt share KV
     status: RequestStatus = RequestStatus.WAITING
     slot: int = -1
     computed: int = 0  # positions written to the KV cache
+    cached_tokens: int = 0  # of those, taken from the prefix cache at admission
     output_ids: list[int] = field(default_factory=list)
     text: str = ""  # text decoded so far (stop strings already cut)
     emitted: int = 0  # len(text) already sent
@@ -100,7 +103,9 @@ class Sequence:
         return self.output_ids[-1]
 
     def usage(self) -> Usage:
-        return Usage(prompt_tokens=len(self.prompt_ids), completion_tokens=len(self.output_ids))
+        return Usage(
+            prompt_tokens=len(self.prompt_ids), completion_tokens=len(self.output_ids), cached_tokens=self.cached_tokens
+        )
 
     def timings(self, now: float) -> Timings:
         start = self.prefill_start or now

@@ -23,6 +23,9 @@ import onnxruntime as ort
 
 from app.engine.manifest import LOGITS_TO_KEEP, GraphIO, GraphKind, Manifest, ModelShape
 
+# the Optimum graph keeps KV as left-padded OrtValues rebuilt on every batch change: no slot to copy into cheaply
+PREFIX_CACHE_GQA_ONLY = "the prefix cache needs a gqa graph"
+
 
 class SlotBuffer:
     """A float32 zero array `[slots, ...]` whose memory is committed page by page as positions are
@@ -42,6 +45,14 @@ class SlotBuffer:
         self.array = np.frombuffer(self._map, np.float32, count=count).reshape(shape)
         self.slot_bytes = self.array.strides[0]
 
+    def close(self) -> None:
+        """Unmap the whole buffer: its memory goes back to the OS now, not when the GC gets to it."""
+        del self.array
+        try:
+            self._map.close()
+        except BufferError:  # a view outlives the buffer: drop the pages now, the mapping goes with the view
+            self._map.madvise(mmap.MADV_DONTNEED)
+
     def discard(self, slot: int) -> None:
         """Drop the slot's pages: they read as zeros again, and cost nothing until written."""
         start = -(-slot * self.slot_bytes // mmap.PAGESIZE) * mmap.PAGESIZE  # whole pages inside the slot
@@ -50,8 +61,27 @@ class SlotBuffer:
             self._map.madvise(mmap.MADV_DONTNEED, start, end - start)
 
 
+class KvSnapshot:
+    """Cached positions of one sequence, `[layers * 2, kv_heads, length, head_dim]`, in their own mapping so
+    that `close` hands the memory straight back to the OS (the prefix cache's eviction)."""
+
+    def __init__(self, kv: list[np.ndarray], length: int) -> None:
+        kv_heads, head_dim = kv[0].shape[0], kv[0].shape[-1]
+        self.length = length
+        self._buffer = SlotBuffer((len(kv), kv_heads, length, head_dim))
+        self.array = self._buffer.array
+        for dst, src in zip(self.array, kv, strict=True):
+            dst[:] = src[:, :length]
+        self.nbytes = self.array.nbytes
+
+    def close(self) -> None:
+        del self.array
+        self._buffer.close()
+
+
 class ModelRunner(Protocol):
     max_slots: int
+    kv_bytes_per_token: int  # fp32 K and V of every layer for one position
     max_len: int
     vocab_size: int
 
@@ -71,6 +101,18 @@ class ModelRunner(Protocol):
         ...
 
     def release(self, slot: int) -> None: ...
+
+    def copy(self, src: int, dst: int, length: int) -> None:
+        """Copy the first `length` cached positions of slot `src` into slot `dst` (src keeps its own)."""
+        ...
+
+    def save(self, slot: int, length: int) -> KvSnapshot:
+        """A copy of the first `length` cached positions of `slot`, outside the slots."""
+        ...
+
+    def restore(self, slot: int, snapshot: KvSnapshot, length: int) -> None:
+        """Write the first `length` positions of `snapshot` into `slot`."""
+        ...
 
     def forward_full(self, token_ids: Sequence[int]) -> np.ndarray:
         """Logits [S, V] for every position of one sequence (validation and perplexity)."""
@@ -94,6 +136,7 @@ class _RunnerBase:
         self.max_slots = max_slots
         self.max_len = max_len
         self.vocab_size = shape.vocab_size
+        self.kv_bytes_per_token = 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * 4
         self._kv_names = [
             (tmpl_in.format(layer=layer), tmpl_out.format(layer=layer))
             for layer in range(shape.num_layers)
@@ -180,9 +223,19 @@ class GqaRunner(_RunnerBase):
         return self._last_logits(n)
 
     def move(self, src: int, dst: int, length: int) -> None:
+        self.copy(src, dst, length)
+        self.release(src)
+
+    def copy(self, src: int, dst: int, length: int) -> None:
         for buf in self._kv:
             buf[dst, :, :length] = buf[src, :, :length]
-        self.release(src)
+
+    def save(self, slot: int, length: int) -> KvSnapshot:
+        return KvSnapshot([buf[slot] for buf in self._kv], length)
+
+    def restore(self, slot: int, snapshot: KvSnapshot, length: int) -> None:
+        for buf, part in zip(self._kv, snapshot.array, strict=True):
+            buf[slot, :, :length] = part[:, :length]
 
     def release(self, slot: int) -> None:
         for buf in self._buffers:
@@ -284,6 +337,15 @@ class OptimumRunner(_RunnerBase):
         self._pending.pop(slot, None)
         if slot in self._members:
             self._members[self._members.index(slot)] = -1
+
+    def copy(self, src: int, dst: int, length: int) -> None:
+        raise NotImplementedError(PREFIX_CACHE_GQA_ONLY)
+
+    def save(self, slot: int, length: int) -> KvSnapshot:
+        raise NotImplementedError(PREFIX_CACHE_GQA_ONLY)
+
+    def restore(self, slot: int, snapshot: KvSnapshot, length: int) -> None:
+        raise NotImplementedError(PREFIX_CACHE_GQA_ONLY)
 
     def forward_full(self, token_ids: Sequence[int]) -> np.ndarray:
         ids = np.asarray(token_ids, np.int64).reshape(1, -1)

@@ -2,13 +2,15 @@
 
 No numpy and no ORT here. Invariants after every call:
 - running sequence i sits in KV slot i (slots 0..n-1 are one contiguous decode batch);
-- at most one sequence prefills at a time, in slot n (right after the decode batch);
+- at most one sequence prefills at a time, in slot n (right after the decode batch); within one step,
+  further prompts may follow it (`next_prefill`) while the step's prefill token budget lasts;
 - `finish` returns the slot moves that restore both after a sequence leaves.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.engine.request import RequestStatus, Sequence
@@ -45,6 +47,8 @@ class Scheduler:
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.prefilling: Sequence | None = None
+        # called once per sequence, in its fresh slot, before its first chunk (the prefix cache sets `computed`)
+        self.on_admit: Callable[[Sequence], object] | None = None
 
     @property
     def busy(self) -> bool:
@@ -55,18 +59,34 @@ class Scheduler:
         self.waiting.append(seq)
 
     def schedule(self) -> StepPlan:
+        self._admit()
+        chunk = None
+        if self.prefilling is not None:
+            # alone, the whole prompt goes at once; beside running streams, in chunks that bound their stall
+            chunk = self._chunk(self.prefilling, self.prefill_chunk if self.running else None)
+        return StepPlan(chunk, list(self.running))
+
+    def next_prefill(self, spent: int, decoding: bool) -> PrefillChunk | None:
+        """Another prompt in the same step, beside running streams, while the step's `prefill_chunk` token
+        budget lasts (short prompts and cache hits join the batch together, not one per decode step)."""
+        if not decoding or spent >= self.prefill_chunk or self.prefilling is not None:
+            return None
+        self._admit()
+        return self._chunk(self.prefilling, self.prefill_chunk - spent) if self.prefilling is not None else None
+
+    def _admit(self) -> None:
         if self.prefilling is None and self.waiting and len(self.running) < self.max_running:
             seq = self.waiting.popleft()
             seq.status = RequestStatus.PREFILLING
             seq.slot = len(self.running)
             self.prefilling = seq
-        chunk = None
-        if self.prefilling is not None:
-            seq = self.prefilling
-            # alone, the whole prompt goes at once; beside running streams, in chunks that bound their stall
-            budget = self.prefill_chunk if self.running else len(seq.prompt_ids)
-            chunk = PrefillChunk(seq, seq.computed, min(len(seq.prompt_ids), seq.computed + budget))
-        return StepPlan(chunk, list(self.running))
+            if self.on_admit is not None:
+                self.on_admit(seq)
+
+    @staticmethod
+    def _chunk(seq: Sequence, budget: int | None) -> PrefillChunk:
+        end = len(seq.prompt_ids) if budget is None else min(len(seq.prompt_ids), seq.computed + budget)
+        return PrefillChunk(seq, seq.computed, end)
 
     def prefill_done(self, seq: Sequence) -> None:
         seq.status = RequestStatus.RUNNING

@@ -15,6 +15,8 @@ class EngineStats:
     prefilling: int
     max_running: int
     max_waiting: int
+    cached_tokens: int = 0  # KV positions held by the prefix cache (finished sequences)
+    kv_usage: float = 0.0  # KV positions of live sequences over the slots' capacity, 0..1
 
 
 class EngineObserver(Protocol):
@@ -22,6 +24,9 @@ class EngineObserver(Protocol):
         """kind: "prefill" or "decode"; tokens processed by this ORT call."""
 
     def on_admitted(self, queue_seconds: float, prompt_tokens: int) -> None: ...
+
+    def on_prefix_lookup(self, prompt_tokens: int, hit_tokens: int) -> None:
+        """A prefix-cache lookup at admission: `hit_tokens` of `prompt_tokens` came from the cache."""
 
     def on_first_token(self, seconds: float) -> None: ...
 
@@ -38,6 +43,9 @@ class NullObserver:
         pass
 
     def on_admitted(self, queue_seconds: float, prompt_tokens: int) -> None:
+        pass
+
+    def on_prefix_lookup(self, prompt_tokens: int, hit_tokens: int) -> None:
         pass
 
     def on_first_token(self, seconds: float) -> None:

@@ -58,7 +58,7 @@ class Run:
             content, calls, finish = tools.answer(choice.text, choice.finish_reason, self.plan)
         else:
             content, calls, finish = *parsed, tools.finish_with(parsed[1], choice.finish_reason)
-        usage = items.usage(job.prompt_tokens, len(choice.token_ids))
+        usage = items.usage(job.prompt_tokens, len(choice.token_ids), job.cached_tokens)
         response = items.finish(self.response, self.message_id, content, finish, usage, choice.error, calls=calls or ())
         if self.store is not None:
             conversation = [*self.conversation, *items.output_messages(response.output)]

@@ -43,7 +43,7 @@ def test_one_log_line_per_request_without_the_prompt(server):
         json={"messages": [{"role": "user", "content": "a secret prompt"}], "max_tokens": 3},
     )
     assert r.status_code == 200
-    lines = [line for line in server.log_lines() if line.get("request_id") == "log-check-1"]
+    lines = server.wait_log(lambda line: line.get("request_id") == "log-check-1")
     finished = [line for line in lines if line["event"] == "request.finished"]
     assert len(finished) == 1
     line = finished[0]
@@ -62,5 +62,5 @@ def test_prompts_are_logged_only_when_asked(make_server):
         headers={"X-Request-Id": "p1"},
         timeout=60,
     )
-    line = next(x for x in srv.log_lines() if x.get("request_id") == "p1" and x["event"] == "request.finished")
+    [line] = srv.wait_log(lambda x: x.get("request_id") == "p1" and x["event"] == "request.finished")
     assert line["prompt"] == "remember this"

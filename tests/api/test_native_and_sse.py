@@ -18,6 +18,7 @@ def test_generate_json(server):
         "prompt_tokens": 4,
         "completion_tokens": body["usage"]["completion_tokens"],
         "total_tokens": 4 + body["usage"]["completion_tokens"],
+        "prompt_tokens_details": {"cached_tokens": 0},  # 4 tokens: under the prefix cache's shortest hit
     }
     assert set(body["timings"]) == {"queue_ms", "time_to_first_token_ms", "total_ms", "tokens_per_second"}
     # the older name of the limit

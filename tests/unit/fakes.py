@@ -1,9 +1,10 @@
 """A fake model runner and tokenizer with deterministic greedy output, and builders (vLLM's `create_requests`).
 
 The fake keeps each slot's cached tokens like a KV cache would, and checks every call against them: a prefill
-must start where the slot's cache ends, a decode row i must find `lengths[i]` positions in slot i. A wrong slot
-move or length therefore raises (the engine ends the request with an error) or changes the next token, which
-depends on the whole cached context. `reference()` is the same model run on one sequence alone.
+must start where the slot's cache ends, a decode row i must find `lengths[i]` positions in slot i, a prefix copy
+or restore must land in a free slot from a source that holds that many positions. A wrong slot move, copy or
+length therefore raises (the engine ends the request with an error) or changes the next token, which depends on
+the whole cached context. `reference()` is the same model run on one sequence alone.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from app.engine.manifest import (
 )
 from app.engine.params import SamplingParams
 from app.engine.request import Sequence
-from app.engine.stats import NullObserver
 from app.engine.stopping import StoppingCriteria
 
 VOCAB = 32
@@ -77,6 +77,20 @@ class InjectedFailure(RuntimeError):
     pass
 
 
+class FakeSnapshot:
+    """The prefix cache's copy of a slot's first positions (what `KvSnapshot` holds for the real runner)."""
+
+    def __init__(self, tokens: list[int]) -> None:
+        self.tokens = tokens
+        self.length = len(tokens)
+        self.closed = False
+
+    def close(self) -> None:
+        if self.closed:
+            raise ValueError("snapshot closed twice")
+        self.closed = True
+
+
 class FakeRunner:
     """Implements app.engine.runner.ModelRunner. `fail_next("decode")` makes the next decode raise. Clearing
     `gate` holds every prefill and decode until it is set again; `pause_after(n)` clears it once n prefill and
@@ -86,9 +100,13 @@ class FakeRunner:
         self.max_slots = max_slots
         self.max_len = max_len
         self.vocab_size = VOCAB
+        self.kv_bytes_per_token = 1024  # 1 MB of prefix cache holds 1024 positions
         self.eos_at = eos_at
         self.slots: list[list[int]] = [[] for _ in range(max_slots)]  # cached tokens per slot
-        self.calls: list[tuple] = []  # ("prefill", slot, start, n) | ("decode", n) | ("move", src, dst, length)
+        # ("prefill", slot, start, n) | ("decode", n) | ("move" | "copy", src, dst, length)
+        # | ("save", slot, length) | ("restore", slot, length)
+        self.calls: list[tuple] = []
+        self.snapshots: list[FakeSnapshot] = []  # every one `save` made
         self.gate = threading.Event()
         self.gate.set()
         self.held = threading.Event()  # set while a call waits at the closed gate
@@ -102,7 +120,7 @@ class FakeRunner:
         self._pause_at = calls
 
     def _enter(self, kind: str) -> None:
-        if self._pause_at is not None and sum(c[0] != "move" for c in self.calls) >= self._pause_at:
+        if self._pause_at is not None and sum(c[0] in ("prefill", "decode") for c in self.calls) >= self._pause_at:
             self._pause_at = None
             self.gate.clear()
         if not self.gate.is_set():
@@ -143,6 +161,25 @@ class FakeRunner:
         self.slots[dst] = self.slots[src][:length]
         self.slots[src] = []
 
+    def copy(self, src: int, dst: int, length: int) -> None:
+        self.calls.append(("copy", src, dst, length))
+        if self.slots[dst] or len(self.slots[src]) < length:
+            raise ValueError(f"copy of {length} from slot {src} ({len(self.slots[src])}) into slot {dst}, not free")
+        self.slots[dst] = self.slots[src][:length]
+
+    def save(self, slot: int, length: int) -> FakeSnapshot:
+        self.calls.append(("save", slot, length))
+        if len(self.slots[slot]) < length:
+            raise ValueError(f"save of {length} from slot {slot}, which holds {len(self.slots[slot])}")
+        self.snapshots.append(FakeSnapshot(self.slots[slot][:length]))
+        return self.snapshots[-1]
+
+    def restore(self, slot: int, snapshot: FakeSnapshot, length: int) -> None:
+        self.calls.append(("restore", slot, length))
+        if self.slots[slot] or snapshot.closed or snapshot.length < length:
+            raise ValueError(f"restore of {length} into slot {slot} from a snapshot of {snapshot.length}")
+        self.slots[slot] = snapshot.tokens[:length]
+
     def release(self, slot: int) -> None:
         self.slots[slot] = []
 
@@ -154,6 +191,11 @@ class FakeRunner:
     def free(self) -> bool:
         """No slot holds anything: every sequence released its cache."""
         return not any(self.slots)
+
+    @property
+    def held_snapshots(self) -> list[FakeSnapshot]:
+        """The snapshots not closed yet (the prefix cache's entries)."""
+        return [s for s in self.snapshots if not s.closed]
 
 
 class FakeTokenizer:
@@ -194,20 +236,6 @@ class _FakeVocab:
 def fake_grammars() -> GrammarCompiler:
     """A GrammarCompiler over FakeTokenizer's vocabulary (so grammars mask the fake runner's logits)."""
     return GrammarCompiler(llguidance.LLTokenizer(llguidance.TokenizerWrapper(_FakeVocab()), n_vocab=VOCAB))
-
-
-class RecordingObserver(NullObserver):
-    """An EngineObserver that keeps what it was told: steps (kind, batch size, tokens) and mask fills (rows)."""
-
-    def __init__(self) -> None:
-        self.steps: list[tuple[str, int, int]] = []
-        self.masks: list[int] = []
-
-    def on_step(self, kind: str, seconds: float, batch_size: int, tokens: int) -> None:
-        self.steps.append((kind, batch_size, tokens))
-
-    def on_mask(self, seconds: float, rows: int) -> None:
-        self.masks.append(rows)
 
 
 def create_sequence(request_id: str, prompt: Ids[int], params: SamplingParams | None = None) -> Sequence:

@@ -6,74 +6,20 @@ import re
 
 import pytest
 
-from app.engine.core import EngineCore
 from app.engine.params import Grammar, GrammarKind, SamplingParams
-from app.engine.request import RequestStatus, Sequence, TokenEvent
-from app.engine.scheduler import Scheduler
-from app.engine.stats import EngineObserver, NullObserver
+from app.engine.request import RequestStatus
 from app.engine.stopping import FinishReason
 from tests.unit.fakes import (
     EOS,
     FakeRunner,
     FakeTokenizer,
-    RecordingObserver,
     constrained_reference,
     create_prompts,
     create_sequence,
     fake_grammars,
     reference,
 )
-
-
-class Harness:
-    """An EngineCore on a FakeRunner, stepped by hand; collects every event per request."""
-
-    def __init__(
-        self, max_running: int = 4, prefill_chunk: int = 4, observer: EngineObserver | None = None, **runner
-    ) -> None:
-        self.runner = FakeRunner(max_slots=max_running + 1, **runner)
-        self.scheduler = Scheduler(max_running, prefill_chunk)
-        self.core = EngineCore(self.runner, self.scheduler, observer or NullObserver())
-        self.events: dict[str, list[TokenEvent]] = {}
-
-    def add(self, *seqs: Sequence) -> None:
-        for seq in seqs:
-            self.events[seq.request_id] = []
-            self.scheduler.add(seq)
-
-    def step(self) -> None:
-        self._collect(self.core.step())
-
-    def finish(self, seq: Sequence, reason: FinishReason) -> None:
-        events: list[TokenEvent] = []
-        self.core.finish(seq, reason, events)
-        self._collect(events)
-
-    def run(self, max_steps: int = 1000) -> None:
-        for _ in range(max_steps):
-            if not self.scheduler.busy:
-                return
-            self.step()
-        raise AssertionError("the engine did not finish")
-
-    def step_until_running(self, seq: Sequence) -> None:
-        while seq.status is not RequestStatus.RUNNING:
-            self.step()
-
-    def tokens(self, request_id: str) -> list[int]:
-        return [t for e in self.events[request_id] for t in e.token_ids]
-
-    def text(self, request_id: str) -> str:
-        return "".join(e.text for e in self.events[request_id])
-
-    def final(self, request_id: str) -> TokenEvent:
-        last = self.events[request_id][-1]
-        assert last.finished and sum(e.finished for e in self.events[request_id]) == 1
-        return last
-
-    def _collect(self, events: list[TokenEvent]) -> None:
-        for event in events:
-            self.events[event.request_id].append(event)
+from tests.unit.harness import Harness
 
 
 def greedy(n: int, **kw) -> SamplingParams:
@@ -276,8 +222,7 @@ def test_seeded_sampling_does_not_depend_on_the_batch():
 
 
 def test_a_grammar_row_a_logit_bias_row_and_a_plain_row_share_decode_batches():
-    observer = RecordingObserver()
-    h = Harness(max_running=4, prefill_chunk=16, observer=observer)
+    h = Harness(max_running=4, prefill_chunk=16)
     prompts = create_prompts(3)
     plain = create_sequence("plain", prompts[0], greedy(8))
     biased = create_sequence("biased", prompts[1], greedy(8, logit_bias=((9, 100.0),)))
@@ -291,5 +236,5 @@ def test_a_grammar_row_a_logit_bias_row_and_a_plain_row_share_decode_batches():
     assert h.tokens("grammar") == constrained_reference(prompts[2], 5)
     assert re.fullmatch("[dg]{5}", h.text("grammar")) and h.final("grammar").finish_reason is FinishReason.STOP
     assert ("decode", 3) in h.runner.calls  # the three rows were sampled from one batch
-    assert observer.masks and set(observer.masks) == {1}  # only the grammar row paid for a mask
+    assert h.observer.masks and set(h.observer.masks) == {1}  # only the grammar row paid for a mask
     assert h.runner.free

@@ -186,3 +186,30 @@ def test_a_submitted_grammar_gets_its_own_matcher_beside_plain_requests():
     assert first == constrained_reference(prompts[0], 5) and third == constrained_reference(prompts[2], 5)
     assert plain == reference(prompts[1], 8)
     assert events[-1].finish_reason is FinishReason.STOP
+
+
+def test_the_prefix_cache_serves_a_repeated_prompt_per_salt_and_reports_it_in_stats():
+    async def main():
+        async with fake_engine(prefix_cache_mb=1) as (engine, runner):
+            prompt = create_prompts(1, length=40)[0]
+            params = SamplingParams(max_new_tokens=5)
+            runs = [await collect(engine.submit(prompt, params, cache_salt=salt)) for salt in ("", "", "b")]
+            return prompt, runs, engine.prefix_cache.budget_tokens, engine.stats, runner.free
+
+    prompt, runs, budget, stats, freed = asyncio.run(main())
+    assert [events[-1].usage.cached_tokens for _, events in runs] == [0, 39, 0]
+    assert all(tokens == reference(prompt, 5) for tokens, _ in runs)
+    assert budget == 2**20 // 1024 and stats.cached_tokens == 2 * (40 + 4) and stats.kv_usage == 0.0
+    assert freed
+
+
+def test_a_zero_budget_turns_the_prefix_cache_off():
+    async def main():
+        async with fake_engine(prefix_cache_mb=0) as (engine, runner):
+            prompt = create_prompts(1, length=40)[0]
+            runs = [await collect(engine.submit(prompt, SamplingParams(max_new_tokens=3))) for _ in range(2)]
+            return engine.prefix_cache, runs, engine.stats, runner
+
+    cache, runs, stats, runner = asyncio.run(main())
+    assert cache is None and stats.cached_tokens == 0 and not runner.snapshots
+    assert [events[-1].usage.cached_tokens for _, events in runs] == [0, 0]

@@ -117,8 +117,8 @@ def test_input_items_become_template_messages():
     ],
 )
 def test_finish_sets_status_output_and_details(finish_reason, status, reason):
-    r = items.finish(response("r"), "msg_1", "text", finish_reason, items.usage(5, 3), error="boom")
-    assert r.status == status and r.usage.total_tokens == 8
+    r = items.finish(response("r"), "msg_1", "text", finish_reason, items.usage(5, 3, 2), error="boom")
+    assert r.status == status and r.usage.total_tokens == 8 and r.usage.input_tokens_details.cached_tokens == 2
     assert (r.incomplete_details.reason if r.incomplete_details else None) == reason
     assert (r.error.message if r.error else None) == ("boom" if status == "failed" else None)
     assert items.output_messages(r.output) == [{"role": "assistant", "content": "text"}]

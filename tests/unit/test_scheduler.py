@@ -84,3 +84,26 @@ def test_finishing_the_last_or_a_waiting_sequence_moves_nothing():
     sched.add(w)
     assert sched.finish(b) == []
     assert sched.finish(w) == [] and w not in sched.waiting
+
+
+def test_short_prompts_share_one_step_within_the_prefill_budget():
+    sched = Scheduler(max_running=4, prefill_chunk=16)
+    a, b, c, d = make_seq("a", 30), make_seq("b", 6), make_seq("c", 6), make_seq("d", 6)
+    for seq in (a, b, c, d):
+        sched.add(seq)
+    admit(sched, a)
+    plan = sched.schedule()
+    assert plan.prefill.seq is b and plan.decode == [a]
+    spent, admitted = 0, []
+    chunk = plan.prefill
+    while chunk is not None:
+        chunk.seq.computed = chunk.end
+        spent += chunk.end - chunk.start
+        if chunk.completes_prompt:
+            sched.prefill_done(chunk.seq)
+            admitted.append((chunk.seq.request_id, chunk.seq.slot, chunk.end - chunk.start))
+        chunk = sched.next_prefill(spent, decoding=True)
+    # 6 + 6 + 4 of d: the budget of 16 is spent, d goes on next step in slot 3
+    assert admitted == [("b", 1, 6), ("c", 2, 6)]
+    assert sched.prefilling is d and d.slot == 3 and d.computed == 4
+    assert sched.next_prefill(0, decoding=False) is None
