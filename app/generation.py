@@ -13,7 +13,7 @@ from litestar import Request
 
 from app.engine.engine import Engine, RequestStream
 from app.engine.errors import EngineError
-from app.engine.params import MAX_SEED, SamplingParams
+from app.engine.params import MAX_SEED, Grammar, SamplingParams
 from app.engine.request import TokenEvent, TokenLogprob
 from app.engine.stopping import FinishReason
 from app.errors import ApiError, from_engine
@@ -151,8 +151,11 @@ def start(
     n: int = 1,
     logprobs: bool = False,
     top_logprobs: int = 0,
+    grammar: Grammar | None = None,
+    logit_bias: tuple[tuple[int, float], ...] = (),
 ) -> Job:
-    """Build the request's SamplingParams (the server's default length when it gave none) and submit it."""
+    """Build the request's SamplingParams (the server's default length when it gave none) and submit it.
+    A grammar must be compiled already (app.structured.compile_grammar), off the event loop."""
     engine = gateway.require_engine()
     settings = gateway.settings
     default_max = max(1, min(settings.default_max_tokens, engine.max_len - len(prompt_ids)))
@@ -163,6 +166,8 @@ def start(
         logprobs=logprobs,
         top_logprobs=top_logprobs,
     )
+    if grammar is not None or logit_bias:
+        params = replace(params, grammar=grammar, logit_bias=logit_bias)
     salt = data.cache_salt or ""
     return submit(engine, prompt_ids, params, n, context.request_id, settings.request_timeout, context.log, salt)
 

@@ -80,6 +80,21 @@ class Metrics:
             ["model", "graph", "quant", "onnxruntime_version", "source_sha256"],
             registry=r,
         )
+        self.constrained = Counter(
+            "llm_constrained_requests", "Requests whose output a grammar constrains, by kind", ["kind"], registry=r
+        )
+        self.grammar_compile = Histogram(
+            "llm_grammar_compile_seconds",
+            "Compiling one grammar against the tokenizer (cache misses only)",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0),
+            registry=r,
+        )
+        self.grammar_mask = Histogram(
+            "llm_grammar_mask_seconds",
+            "Filling the grammar bitmasks of one step (all constrained rows, one call)",
+            buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1),
+            registry=r,
+        )
         self.ready = Gauge("llm_ready", "1 when the model is loaded and warmed up", registry=r)
         for reason in FinishReason:
             self.finished.labels(finish_reason=str(reason))
@@ -127,3 +142,11 @@ class Metrics:
 
     def on_finished(self, reason: FinishReason, prompt_tokens: int, completion_tokens: int) -> None:
         self.finished.labels(finish_reason=str(reason)).inc()
+
+    def on_mask(self, seconds: float, rows: int) -> None:
+        self.grammar_mask.observe(seconds)
+
+    # -- structured outputs: called from compile threads and handlers ----------------------------------
+
+    def on_grammar_compiled(self, kind: str, seconds: float) -> None:
+        self.grammar_compile.observe(seconds)

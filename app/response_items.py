@@ -1,36 +1,49 @@
 """Responses API items to chat-template messages and back, and the response object a generation ends in.
 
-Input items convert through `INPUT_ITEMS`, one function per item type; output items come from
-`output_items`. Tools add `function_call` / `function_call_output` to the table and a function-call branch
-to `output_items` once constrained decoding lands; nothing else here needs to change.
+Input items convert through `INPUT_ITEMS`, one function per item type, to chat-wire messages (the shape of
+`app.schemas.ChatMessage`: function calls as assistant `tool_calls`, their outputs as `tool` messages), so
+the chat path's tool handling (app/tools.py) renders them for either kind of chat template. Output items
+(a message and/or function calls) come from `output_items`.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import msgspec
 
 from app.engine.stopping import FinishReason
 from app.errors import ApiError
+from app.schemas import FunctionDefinition, FunctionName, NamedToolChoice, Tool, ToolCall
 from app.schemas_responses import (
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    FunctionTool,
     IncompleteDetails,
     InputItem,
     InputMessageItem,
     InputTokensDetails,
     ItemPart,
+    ListedItem,
+    OutputItem,
     OutputMessage,
     OutputText,
     ResponseError,
     ResponseObject,
     ResponseRequest,
     ResponseUsage,
+    TextFormat,
+    ToolChoiceFunction,
 )
 
 ROLES = {"user": "user", "system": "system", "developer": "system", "assistant": "assistant"}
 TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
+TEXT = TextFormat(type="text")
 
 
 class Status(enum.StrEnum):
@@ -44,6 +57,7 @@ class Status(enum.StrEnum):
 # the one table from the generation's finish reason to a response's status and incomplete reason
 FINISHED = {
     FinishReason.STOP: (Status.COMPLETED, None),
+    FinishReason.TOOL_CALLS: (Status.COMPLETED, None),  # function_call items (app/tools.py)
     FinishReason.LENGTH: (Status.INCOMPLETE, "max_output_tokens"),
     FinishReason.ABORT: (Status.CANCELLED, None),
     FinishReason.TIMEOUT: (Status.FAILED, None),
@@ -56,16 +70,7 @@ def new_id(prefix: str) -> str:
 
 
 def refuse_unsupported(data: ResponseRequest) -> None:
-    """400 naming the field for what this server cannot honour yet."""
-    fmt = (data.text.format or {}) if data.text else {}
-    if fmt.get("type", "text") != "text":
-        raise ApiError(
-            400, f"text.format type {fmt.get('type')!r} is not supported yet (only text)", param="text.format"
-        )
-    if data.tools:
-        raise ApiError(400, "tools are not supported by this server yet", param="tools")
-    if data.tool_choice not in (None, "none", "auto"):
-        raise ApiError(400, "tool_choice needs tools, which are not supported yet", param="tool_choice")
+    """400 naming the field for what this server cannot honour."""
     if data.background:
         raise ApiError(400, "background responses are not supported", param="background")
     if data.truncation not in (None, "disabled"):
@@ -99,7 +104,40 @@ def _message(item: InputItem, param: str) -> dict[str, Any]:
     return {"role": role, "content": _text_of(item.content, f"{param}.content")}
 
 
-INPUT_ITEMS: dict[str, Callable[[InputItem, str], dict[str, Any]]] = {"message": _message}
+def _tool_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _required(item: InputItem, param: str, *fields: str) -> None:
+    for name in fields:
+        if getattr(item, name) is None:
+            raise ApiError(400, f"{param}: a {item.type} item needs {name}", param=f"{param}.{name}")
+
+
+def _function_call(item: InputItem, param: str) -> dict[str, Any]:
+    _required(item, param, "call_id", "name", "arguments")
+    return {"role": "assistant", "content": "", "tool_calls": [_tool_call(item.call_id, item.name, item.arguments)]}  # type: ignore[arg-type]
+
+
+def _function_call_output(item: InputItem, param: str) -> dict[str, Any]:
+    _required(item, param, "call_id", "output")
+    return {"role": "tool", "content": output_text(item.output), "tool_call_id": item.call_id}
+
+
+def output_text(output: Any) -> str:
+    """A function_call_output's `output` as text: a string as is, text parts joined, anything else as JSON."""
+    if isinstance(output, str):
+        return output
+    if isinstance(output, list) and all(isinstance(p, dict) and isinstance(p.get("text"), str) for p in output):
+        return "".join(p["text"] for p in output)
+    return json.dumps(output, ensure_ascii=False)
+
+
+INPUT_ITEMS: dict[str, Callable[[InputItem, str], dict[str, Any]]] = {
+    "message": _message,
+    "function_call": _function_call,
+    "function_call_output": _function_call_output,
+}
 
 
 def input_messages(value: str | list[InputItem], param: str = "input") -> list[dict[str, Any]]:
@@ -116,18 +154,40 @@ def input_messages(value: str | list[InputItem], param: str = "input") -> list[d
                 f"(supported: {', '.join(sorted(INPUT_ITEMS))})",
                 param=f"{param}[{i}].type",
             )
-        out.append(convert(item, f"{param}[{i}]"))
+        message = convert(item, f"{param}[{i}]")
+        if "tool_calls" in message and out and out[-1]["role"] == "assistant":  # parallel calls: one turn
+            out[-1].setdefault("tool_calls", []).extend(message["tool_calls"])
+        else:
+            out.append(message)
     if not out:
         raise ApiError(400, f"{param}: give at least one item", param=param)
     return out
 
 
-def listed_items(value: str | list[InputItem]) -> list[InputMessageItem]:
+def listed_items(value: str | list[InputItem]) -> list[ListedItem]:
     """`input` (already checked by input_messages) as the items GET .../input_items lists, with new ids."""
     if isinstance(value, str):
         value = [InputItem(role="user", content=value)]
-    out = []
+    out: list[ListedItem] = []
     for i, item in enumerate(value):
+        if item.type == "function_call":
+            out.append(
+                FunctionCallItem(
+                    id=item.id or new_id("fc"),
+                    call_id=item.call_id or "",
+                    name=item.name or "",
+                    arguments=item.arguments or "",
+                    status="completed",
+                )
+            )
+            continue
+        if item.type == "function_call_output":
+            out.append(
+                FunctionCallOutputItem(
+                    id=item.id or new_id("fco"), call_id=item.call_id or "", output=output_text(item.output)
+                )
+            )
+            continue
         assistant = item.role == "assistant"
         part = ItemPart(
             type="output_text" if assistant else "input_text",
@@ -149,14 +209,62 @@ def prompt_messages(
 # -- generation -> output items and the response ----------------------------------------------------
 
 
-def output_items(message_id: str, text: str, status: Status) -> list[OutputMessage]:
+def chat_tools(tools: list[FunctionTool] | None) -> list[Tool] | None:
+    """The Responses API's flat function tools as the chat route's tools (400 for other tool types)."""
+    out = []
+    for i, t in enumerate(tools or []):
+        if t.type != "function":
+            raise ApiError(
+                400, f"tools[{i}].type: only function tools are supported, got {t.type!r}", param=f"tools[{i}].type"
+            )
+        if t.name is None:
+            raise ApiError(400, f"tools[{i}]: a function tool needs a name", param=f"tools[{i}].name")
+        function = FunctionDefinition(name=t.name, description=t.description, parameters=t.parameters, strict=t.strict)
+        out.append(Tool(function=function))
+    return out or None
+
+
+def chat_tool_choice(choice: str | ToolChoiceFunction | None) -> str | NamedToolChoice | None:
+    if isinstance(choice, ToolChoiceFunction):
+        return NamedToolChoice(function=FunctionName(name=choice.name))
+    return choice
+
+
+def call_item_id(call_id: str) -> str:
+    """The function_call item's id (fc_...), derived from its call_id so a stream and its final response agree."""
+    return "fc_" + call_id.removeprefix("call_")
+
+
+def output_items(message_id: str, text: str | None, status: Status, calls: Sequence[ToolCall] = ()) -> list[OutputItem]:
+    """A message (unless the answer is calls only), then one function_call item per call."""
     item_status = Status.COMPLETED if status is Status.COMPLETED else Status.INCOMPLETE
-    return [OutputMessage(id=message_id, status=item_status, content=[OutputText(text=text)])]
+    out: list[OutputItem] = []
+    if text is not None or not calls:
+        out.append(OutputMessage(id=message_id, status=item_status, content=[OutputText(text=text or "")]))
+    for call in calls:
+        function = call.function
+        out.append(
+            FunctionCallItem(
+                id=call_item_id(call.id),
+                call_id=call.id,
+                name=function.name,
+                arguments=function.arguments,
+                status=item_status,
+            )
+        )
+    return out
 
 
-def output_messages(items: list[OutputMessage]) -> list[dict[str, Any]]:
-    """Output items back to template messages, for the next response in a chain."""
-    return [{"role": "assistant", "content": "".join(p.text for p in item.content)} for item in items]
+def output_messages(items: list[OutputItem]) -> list[dict[str, Any]]:
+    """Output items back to one assistant chat-wire message, for the next response in a chain."""
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(p.text for item in items if isinstance(item, OutputMessage) for p in item.content),
+    }
+    calls = [_tool_call(i.call_id, i.name, i.arguments) for i in items if isinstance(i, FunctionCallItem)]
+    if calls:
+        message["tool_calls"] = calls
+    return [message]
 
 
 def skeleton(response_id: str, created_at: int, model: str, data: ResponseRequest) -> ResponseObject:
@@ -174,25 +282,34 @@ def skeleton(response_id: str, created_at: int, model: str, data: ResponseReques
         top_p=data.top_p,
         store=data.store,
         metadata=data.metadata or {},
-        tool_choice="none" if data.tool_choice in (None, "none") else str(data.tool_choice),
-        parallel_tool_calls=bool(data.parallel_tool_calls),
+        text={"format": msgspec.to_builtins(data.text.format if data.text and data.text.format else TEXT)},
+        tools=[msgspec.to_builtins(t) for t in data.tools or []],
+        tool_choice=_echo_choice(data),
+        parallel_tool_calls=data.parallel_tool_calls,
         user=data.user,
     )
+
+
+def _echo_choice(data: ResponseRequest) -> str | dict[str, Any]:
+    if isinstance(data.tool_choice, ToolChoiceFunction):
+        return msgspec.to_builtins(data.tool_choice)
+    return data.tool_choice or ("auto" if data.tools else "none")
 
 
 def finish(
     response: ResponseObject,
     message_id: str,
-    text: str,
+    text: str | None,
     finish_reason: FinishReason | None,
     usage: ResponseUsage,
     error: str | None = None,
+    calls: Sequence[ToolCall] = (),
 ) -> ResponseObject:
     """Fill in status, output, usage and error from how the generation ended (in place, and returned);
     a generation that never finished counts as failed."""
     status, reason = FINISHED[finish_reason or FinishReason.ERROR]
     response.status = status
-    response.output = output_items(message_id, text, status)
+    response.output = output_items(message_id, text, status, calls)
     response.usage = usage
     response.incomplete_details = IncompleteDetails(reason) if status is Status.INCOMPLETE else None
     if status is Status.FAILED:

@@ -16,7 +16,7 @@ from typing import Any
 
 from app.config import Settings
 from app.errors import ApiError
-from app.schemas_responses import InputItemList, InputMessageItem, ResponseObject
+from app.schemas_responses import InputItemList, ListedItem, ResponseObject
 
 
 @dataclass(slots=True)
@@ -25,7 +25,7 @@ class StoredResponse:
     conversation: list[dict[str, Any]]  # template messages: the chain's inputs and outputs, oldest first
     owner: str | None  # sha256 of the creating request's bearer key; None when keys are off
     stored_at: float  # clock() value
-    input_items: list[InputMessageItem]  # this response's own input, oldest first
+    input_items: list[ListedItem]  # this response's own input, oldest first
 
     def page(self, limit: int, order: str, after: str | None) -> InputItemList:
         """The input items in `order` (asc or desc), `limit` of them, starting after the item `after`."""
@@ -66,7 +66,7 @@ class ResponseStore:
         response: ResponseObject,
         conversation: list[dict[str, Any]],
         owner: str | None,
-        input_items: list[InputMessageItem] | None = None,
+        input_items: list[ListedItem] | None = None,
     ) -> None:
         self._expire()
         self._items[response.id] = StoredResponse(response, conversation, owner, self.clock(), input_items or [])

@@ -118,6 +118,13 @@ class GenerateRequest(Sampling, kw_only=True):
     max_new_tokens: MaxTokens | None = None
     max_length: Annotated[int, Meta(ge=1, description="Older name of max_new_tokens.")] | None = None
     min_new_tokens: MinTokens = 0
+    json_schema: Annotated[
+        dict[str, Any] | None, Meta(description="Constrain the output to JSON valid against this JSON schema.")
+    ] = None
+    regex: Annotated[str | None, Meta(description="Constrain the output to match this regular expression.")] = None
+    grammar: Annotated[
+        str | None, Meta(description="Constrain the output to this Lark grammar (llguidance dialect, `start` rule).")
+    ] = None
     stream: Annotated[
         bool,
         Meta(
@@ -158,6 +165,65 @@ class StreamOptions(Struct, kw_only=True):
     include_usage: Annotated[bool, Meta(description="Send a last chunk with usage and no choices.")] = False
 
 
+class JsonSchemaFormat(Struct, kw_only=True):
+    name: Annotated[str, Meta(description="A name for the schema.")] = "response"
+    schema: Annotated[dict[str, Any] | None, Meta(description="The JSON schema the answer must satisfy.")] = None
+    strict: Annotated[bool | None, Meta(description="Accepted; the schema is always enforced.")] = None
+    description: Annotated[str | None, Meta(description="What the answer is for (not shown to the model).")] = None
+
+
+class ResponseFormat(Struct, kw_only=True):
+    type: Annotated[Literal["text", "json_object", "json_schema"], Meta(description="The kind of answer.")]
+    json_schema: Annotated[JsonSchemaFormat | None, Meta(description="With type json_schema: the schema.")] = None
+
+
+class FunctionDefinition(Struct, kw_only=True):
+    name: Annotated[str, Meta(pattern=r"^[a-zA-Z0-9_-]{1,64}$", description="The function's name.")]
+    description: Annotated[str | None, Meta(description="What it does; shown to the model.")] = None
+    parameters: Annotated[
+        dict[str, Any] | None,
+        Meta(description="JSON schema of the arguments (an object); calls are checked against it."),
+    ] = None
+    strict: Annotated[bool | None, Meta(description="Accepted; arguments are always enforced.")] = None
+
+
+class Tool(Struct, kw_only=True):
+    type: Annotated[Literal["function"], Meta(description="Only function tools.")] = "function"
+    function: FunctionDefinition
+
+
+class FunctionName(Struct, kw_only=True):
+    name: str
+
+
+class NamedToolChoice(Struct, kw_only=True):
+    type: Literal["function"] = "function"
+    function: FunctionName
+
+
+class FunctionCall(Struct, kw_only=True):
+    name: Annotated[str, Meta(description="The function called.")]
+    arguments: Annotated[str, Meta(description="Its arguments, as JSON text.")]
+
+
+class ToolCall(Struct, kw_only=True):
+    id: Annotated[str, Meta(description="Answer the call with a tool message carrying this tool_call_id.")]
+    function: FunctionCall
+    type: Literal["function"] = "function"
+
+
+class FunctionCallDelta(Struct, kw_only=True, omit_defaults=True):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(Struct, kw_only=True, omit_defaults=True):
+    index: Annotated[int, Meta(description="Which call of the message this piece belongs to.")]
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta | None = None
+
+
 class OpenAIRequest(Sampling, kw_only=True):
     """What every OpenAI request (completions, chat, responses) adds to the shared sampling fields."""
 
@@ -173,8 +239,14 @@ class _OpenAISampling(OpenAIRequest, kw_only=True):
     stream_options: Annotated[StreamOptions | None, Meta(description="Streaming options (include_usage).")] = None
     # extensions, as in vLLM
     min_tokens: MinTokens = 0
-    # accepted for compatibility, refused when set to something we cannot honour
-    logit_bias: Annotated[dict[str, float] | None, Meta(description="Not supported: must be empty.")] = None
+    logit_bias: Annotated[
+        dict[str, float] | None,
+        Meta(description="Token id (as a string) -> bias in [-100, 100] added to its logit before sampling."),
+    ] = None
+    response_format: Annotated[
+        ResponseFormat | None,
+        Meta(description="text (default), json_object (any JSON object) or json_schema (JSON valid against it)."),
+    ] = None
 
 
 class CompletionRequest(_OpenAISampling, kw_only=True):
@@ -208,6 +280,8 @@ class ChatMessage(Struct, kw_only=True):
     role: Annotated[str, Meta(description="system, user, assistant (or any role the chat template knows).")]
     content: Annotated[str | list[ContentPart] | None, Meta(description="Text, or a list of text parts.")] = None
     name: Annotated[str | None, Meta(description="Accepted and ignored.")] = None
+    tool_calls: Annotated[list[ToolCall] | None, Meta(description="The calls an assistant message made.")] = None
+    tool_call_id: Annotated[str | None, Meta(description="In a tool message: the call it answers.")] = None
 
 
 class ChatCompletionRequest(_OpenAISampling, kw_only=True):
@@ -217,9 +291,12 @@ class ChatCompletionRequest(_OpenAISampling, kw_only=True):
     max_completion_tokens: Annotated[int, Meta(ge=1, description="Newer name of max_tokens.")] | None = None
     logprobs: Annotated[bool, Meta(description="Return the log-probability of each chosen token.")] = False
     top_logprobs: Annotated[int, _limited("top_logprobs", "Alternatives per token, with logprobs.")] | None = None
-    tools: Annotated[list[Any] | None, Meta(description="Not supported: must be empty.")] = None
-    tool_choice: Annotated[Any | None, Meta(description="Not supported: must be empty or none.")] = None
-    response_format: Annotated[dict[str, Any] | None, Meta(description='Only {"type": "text"}.')] = None
+    tools: Annotated[list[Tool] | None, Meta(description="Functions the model may call.")] = None
+    tool_choice: Annotated[
+        Literal["none", "auto", "required"] | NamedToolChoice | None,
+        Meta(description="none, auto (default with tools), required, or one named function."),
+    ] = None
+    parallel_tool_calls: Annotated[bool, Meta(description="Allow several calls in one answer.")] = True
 
 
 class TopLogprob(Struct):
@@ -265,7 +342,8 @@ class Completion(Struct):
 
 class AssistantMessage(Struct):
     role: str
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
 
 
 class ChatChoice(Struct):
@@ -288,6 +366,7 @@ class ChatCompletion(Struct):
 class ChatDelta(Struct, omit_defaults=True):
     role: str | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChatChunkChoice(Struct):

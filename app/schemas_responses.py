@@ -18,10 +18,11 @@ class InputContent(Struct, kw_only=True):
 
 
 class InputItem(Struct, kw_only=True):
-    """One item of `input`. Only messages are supported for now; the function-call fields are declared so
-    that `function_call` and `function_call_output` items decode once tools are wired."""
+    """One item of `input`: a message, a function_call the model made, or the function_call_output answering it."""
 
-    type: Annotated[str, Meta(description="message (the default); other item types are refused.")] = "message"
+    type: Annotated[
+        str, Meta(description="message (the default), function_call or function_call_output; others are refused.")
+    ] = "message"
     role: Annotated[str | None, Meta(description="user, system, developer or assistant.")] = None
     content: Annotated[str | list[InputContent] | None, Meta(description="Text, or a list of text parts.")] = None
     id: Annotated[str | None, Meta(description="The item's id (ignored on input).")] = None
@@ -32,11 +33,39 @@ class InputItem(Struct, kw_only=True):
     output: Annotated[Any | None, Meta(description="function_call_output: what the function returned.")] = None
 
 
+class TextFormat(Struct, kw_only=True, omit_defaults=True):
+    type: Annotated[Literal["text", "json_object", "json_schema"], Meta(description="The kind of answer.")]
+    name: Annotated[str | None, Meta(description="json_schema: a name for the schema.")] = None
+    schema: Annotated[dict[str, Any] | None, Meta(description="json_schema: the schema the answer must satisfy.")] = (
+        None
+    )
+    strict: Annotated[bool | None, Meta(description="Accepted; the schema is always enforced.")] = None
+    description: Annotated[str | None, Meta(description="What the answer is for (not shown to the model).")] = None
+
+
 class TextConfig(Struct, kw_only=True):
     format: Annotated[
-        dict[str, Any] | None, Meta(description='Only {"type": "text"} for now (json_schema is refused).')
+        TextFormat | None,
+        Meta(description="text (default), json_object (any JSON object) or json_schema (JSON valid against it)."),
     ] = None
     verbosity: Annotated[str | None, Meta(description="Accepted and ignored.")] = None
+
+
+class FunctionTool(Struct, kw_only=True, omit_defaults=True):
+    """A function the model may call, in the Responses API's flat shape."""
+
+    type: Annotated[str, Meta(description="Only function tools.")]
+    name: Annotated[str, Meta(pattern=r"^[a-zA-Z0-9_-]{1,64}$", description="The function's name.")] | None = None
+    description: Annotated[str | None, Meta(description="What it does; shown to the model.")] = None
+    parameters: Annotated[
+        dict[str, Any] | None, Meta(description="JSON schema of the arguments; calls are checked against it.")
+    ] = None
+    strict: Annotated[bool | None, Meta(description="Accepted; arguments are always enforced.")] = None
+
+
+class ToolChoiceFunction(Struct, kw_only=True):
+    type: Literal["function"]
+    name: str
 
 
 class ResponseRequest(OpenAIRequest, kw_only=True):
@@ -57,11 +86,13 @@ class ResponseRequest(OpenAIRequest, kw_only=True):
     max_output_tokens: MaxTokens | None = None
     stream: Annotated[bool, Meta(description="Stream the response as typed Server-Sent Events.")] = False
     metadata: Annotated[dict[str, str] | None, Meta(description="Up to 16 key/value pairs, returned as is.")] = None
-    # refused for now (structured outputs and tools are wired after the constrained decoder lands)
-    text: Annotated[TextConfig | None, Meta(description="Output format; only text.")] = None
-    tools: Annotated[list[Any] | None, Meta(description="Not supported yet: must be empty.")] = None
-    tool_choice: Annotated[Any | None, Meta(description="Not supported yet: none or auto without tools.")] = None
-    parallel_tool_calls: Annotated[bool | None, Meta(description="Accepted and ignored (no tools).")] = None
+    text: Annotated[TextConfig | None, Meta(description="Output format: text, json_object or json_schema.")] = None
+    tools: Annotated[list[FunctionTool] | None, Meta(description="Functions the model may call.")] = None
+    tool_choice: Annotated[
+        Literal["none", "auto", "required"] | ToolChoiceFunction | None,
+        Meta(description="none, auto (default with tools), required, or one named function."),
+    ] = None
+    parallel_tool_calls: Annotated[bool, Meta(description="Allow several calls in one answer.")] = True
     background: Annotated[bool | None, Meta(description="Not supported: must be false.")] = None
     truncation: Annotated[str | None, Meta(description="Only disabled: a too-long input is a 400.")] = None
 
@@ -76,12 +107,31 @@ class OutputText(Struct, kw_only=True):
     type: Literal["output_text"] = "output_text"
 
 
-class OutputMessage(Struct, kw_only=True):
+class OutputMessage(Struct, kw_only=True, tag_field="type", tag="message"):
     id: Annotated[str, Meta(description="msg_...")]
     status: Annotated[str, Meta(description="in_progress, completed or incomplete.")]
     content: list[OutputText]
     role: Literal["assistant"] = "assistant"
-    type: Literal["message"] = "message"
+
+
+class FunctionCallItem(Struct, kw_only=True, tag_field="type", tag="function_call"):
+    """A call the model made (output), or gave back in `input` for the next turn."""
+
+    id: Annotated[str, Meta(description="fc_...")]
+    call_id: Annotated[str, Meta(description="Answer it with a function_call_output item carrying this call_id.")]
+    name: Annotated[str, Meta(description="The function called.")]
+    arguments: Annotated[str, Meta(description="Its arguments, as JSON text.")]
+    status: Annotated[str, Meta(description="in_progress, completed or incomplete.")]
+
+
+class FunctionCallOutputItem(Struct, kw_only=True, tag_field="type", tag="function_call_output"):
+    id: str
+    call_id: str
+    output: str
+    status: str = "completed"
+
+
+OutputItem = OutputMessage | FunctionCallItem
 
 
 class InputTokensDetails(Struct):
@@ -117,7 +167,7 @@ class ResponseObject(Struct, kw_only=True):
     created_at: int
     model: str
     status: Annotated[str, Meta(description="in_progress, completed, incomplete, failed or cancelled.")]
-    output: list[OutputMessage]
+    output: list[OutputItem]
     usage: ResponseUsage | None = None
     error: ResponseError | None = None
     incomplete_details: IncompleteDetails | None = None
@@ -131,7 +181,7 @@ class ResponseObject(Struct, kw_only=True):
     metadata: dict[str, str] = {}
     text: dict[str, Any] = field(default_factory=lambda: {"format": {"type": "text"}})
     tools: list[Any] = []
-    tool_choice: str = "none"
+    tool_choice: str | dict[str, Any] = "none"
     parallel_tool_calls: bool = False
     truncation: str = "disabled"
     user: str | None = None
@@ -145,18 +195,20 @@ class ItemPart(Struct, kw_only=True, omit_defaults=True):
     annotations: list[Any] | None = None
 
 
-class InputMessageItem(Struct, kw_only=True):
-    """One item of a stored response's input, as GET /v1/responses/{id}/input_items lists it."""
+class InputMessageItem(Struct, kw_only=True, tag_field="type", tag="message"):
+    """One message of a stored response's input, as GET /v1/responses/{id}/input_items lists it."""
 
     id: Annotated[str, Meta(description="msg_...")]
     role: Annotated[str, Meta(description="user, system, developer or assistant, as sent.")]
     content: list[ItemPart]
     status: str = "completed"
-    type: Literal["message"] = "message"
+
+
+ListedItem = InputMessageItem | FunctionCallItem | FunctionCallOutputItem
 
 
 class InputItemList(Struct, kw_only=True):
-    data: list[InputMessageItem]
+    data: list[ListedItem]
     has_more: bool
     first_id: str | None
     last_id: str | None
@@ -177,18 +229,20 @@ class ResponseEvent(Struct, kw_only=True):
     response.created / in_progress / completed / incomplete / failed carry `response`;
     response.output_item.added / done carry `output_index` and `item`; response.content_part.added / done
     carry `item_id`, `output_index`, `content_index` and `part`; response.output_text.delta carries `delta`,
-    response.output_text.done `text`; error carries `code`, `message` and `param`."""
+    response.output_text.done `text`; response.function_call_arguments.delta / done carry `item_id`,
+    `output_index` and `delta` / `arguments`; error carries `code`, `message` and `param`."""
 
     type: str
     sequence_number: int
     response: ResponseObject | UnsetType = UNSET
     output_index: int | UnsetType = UNSET
-    item: OutputMessage | UnsetType = UNSET
+    item: OutputItem | UnsetType = UNSET
     item_id: str | UnsetType = UNSET
     content_index: int | UnsetType = UNSET
     part: OutputText | UnsetType = UNSET
     delta: str | UnsetType = UNSET
     text: str | UnsetType = UNSET
+    arguments: str | UnsetType = UNSET
     logprobs: list[Any] | UnsetType = UNSET
     code: str | UnsetType | None = UNSET
     message: str | UnsetType = UNSET

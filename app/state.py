@@ -69,6 +69,7 @@ class Gateway:
         try:
             engine = await asyncio.to_thread(Engine, config, self.metrics)
             engine.start()
+            engine.grammars.on_compiled = self.metrics.on_grammar_compiled
             self.engine = engine
             self.metrics.watch_engine(lambda: engine.stats)
             if s.warmup:

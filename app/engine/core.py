@@ -9,6 +9,7 @@ import numpy as np
 
 from app.engine import sampler
 from app.engine.errors import EngineFailed
+from app.engine.grammar import MaskFiller, advance
 from app.engine.prefix_cache import PrefixCache
 from app.engine.request import Sequence, TokenEvent, TokenLogprob
 from app.engine.runner import ModelRunner
@@ -29,6 +30,7 @@ class EngineCore:
         self.scheduler = scheduler
         self.observer = observer
         self.vocab_size = runner.vocab_size
+        self._masks: MaskFiller | None = None  # made on the first constrained step
         self.prefix_cache = prefix_cache
         if prefix_cache is not None:
             scheduler.on_admit = self._reuse_prefix
@@ -70,9 +72,9 @@ class EngineCore:
         self.observer.on_step("prefill", time.monotonic() - now, 1, len(ids))
         seq.computed = chunk.end
         if chunk.completes_prompt:
-            token, logprob = self._sample_row(seq, logits)
+            token, logprob = self._sample_row(seq, logits, self._grammar_masks([seq]).get(0))
             self.scheduler.prefill_done(seq)
-            self._append(seq, token, logprob, events)
+            self._accept(seq, token, logprob, events)
 
     def _decode(self, seqs: list[Sequence], events: list[TokenEvent]) -> None:
         start = time.monotonic()
@@ -89,7 +91,7 @@ class EngineCore:
         for seq in seqs:
             seq.computed += 1
         for seq, (token, logprob) in zip(seqs, self._sample_batch(seqs, logits), strict=True):
-            self._append(seq, token, logprob, events)
+            self._accept(seq, token, logprob, events)
 
     # -- sampling ----------------------------------------------------------------------------------
 
@@ -98,21 +100,39 @@ class EngineCore:
         picked: dict[int, int] = {}
         if plain:
             picked = dict(zip(plain, sampler.greedy(logits[plain]).tolist(), strict=True))
+        masks = self._grammar_masks(seqs)  # constrained rows only; plain rows never pay for it
         for i, seq in enumerate(seqs):
             if i in picked:
                 yield picked[i], None
             else:
-                yield self._sample_row(seq, logits[i])
+                yield self._sample_row(seq, logits[i], masks.get(i))
 
-    def _sample_row(self, seq: Sequence, raw: np.ndarray) -> tuple[int, TokenLogprob | None]:
+    def _grammar_masks(self, seqs: list[Sequence]) -> dict[int, np.ndarray]:
+        """Batch index -> bitmask row [ceil(V/32)] for every sequence with a grammar, in one GIL-free call."""
+        rows = [i for i, s in enumerate(seqs) if s.matcher is not None]
+        if not rows:
+            return {}
+        if self._masks is None:
+            self._masks = MaskFiller(self.vocab_size)
+        start = time.monotonic()
+        masks = self._masks.fill([seqs[i].matcher for i in rows])  # [len(rows), W]
+        self.observer.on_mask(time.monotonic() - start, len(rows))
+        return dict(zip(rows, masks, strict=True))
+
+    def _sample_row(
+        self, seq: Sequence, raw: np.ndarray, mask: np.ndarray | None = None
+    ) -> tuple[int, TokenLogprob | None]:
         params = seq.params
         suppressed = seq.stopping.suppressed(len(seq.output_ids))
         row = raw
-        if params.penalized or suppressed:
+        if params.penalized or suppressed or params.logit_bias or mask is not None:
             row = raw.copy()
             sampler.apply_penalties(row, params, seq.output_counts, seq.seen)
+            sampler.apply_logit_bias(row, params.logit_bias)
             if suppressed:
                 row[list(suppressed)] = -np.inf
+            if mask is not None:
+                sampler.apply_mask(row, mask)
         token = sampler.sample(row, params, seq.rng)
         if not params.logprobs:
             return token, None
@@ -120,6 +140,15 @@ class EngineCore:
         return token, TokenLogprob(token, lp, top)
 
     # -- postprocessing ----------------------------------------------------------------------------
+
+    def _accept(self, seq: Sequence, token: int, logprob: TokenLogprob | None, events: list[TokenEvent]) -> None:
+        """Advance the sequence's grammar (if any) and append the token; a refused token ends the sequence."""
+        if seq.matcher is not None:
+            error = advance(seq.matcher, token)
+            if error is not None:
+                self.finish(seq, FinishReason.ERROR, events, error=error)
+                return
+        self._append(seq, token, logprob, events)
 
     def _append(self, seq: Sequence, token: int, logprob: TokenLogprob | None, events: list[TokenEvent]) -> None:
         now = time.monotonic()
@@ -201,7 +230,7 @@ class EngineCore:
 
 def _plain_greedy(seq: Sequence) -> bool:
     p = seq.params
-    return p.greedy and not p.penalized and not p.logprobs and len(seq.output_ids) >= p.min_new_tokens
+    return p.greedy and not p.penalized and not p.shaped and not p.logprobs and len(seq.output_ids) >= p.min_new_tokens
 
 
 def _describe(exc: Exception) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 from app.engine.core import EngineCore
 from app.engine.detokenizer import IncrementalDetokenizer
 from app.engine.errors import EngineStopped, InvalidParams, PromptTooLong, QueueFull
+from app.engine.grammar import GrammarCompiler
 from app.engine.manifest import GraphKind, Manifest, read_manifest
 from app.engine.params import SamplingParams
 from app.engine.prefix_cache import PrefixCache
@@ -73,11 +74,13 @@ class RequestStream:
 
 @dataclass(frozen=True, slots=True)
 class ModelParts:
-    """What an Engine runs on: loaded from `model_dir` by default; tests hand in a fake runner and tokenizer."""
+    """What an Engine runs on: loaded from `model_dir` by default; tests hand in a fake runner, tokenizer and
+    grammar compiler (tests/unit/fakes.py)."""
 
     manifest: Manifest
     runner: ModelRunner
     tokenizer: TextTokenizer
+    grammars: GrammarCompiler  # compile with `grammars.compile` off the engine thread, before submit
 
     @classmethod
     def load(cls, config: EngineConfig) -> ModelParts:
@@ -89,7 +92,11 @@ class ModelParts:
         # one slot more than max_running: the sequence being prefilled sits beside a full batch
         max_len = min(config.max_len, manifest.model.context_length)
         runner = make_runner(session, manifest, config.max_running + 1, max_len)
-        return cls(manifest, runner, TextTokenizer(config.model_dir, manifest.model))
+        shape = manifest.model
+        grammars = GrammarCompiler.from_tokenizer_json(
+            config.model_dir / "tokenizer.json", shape.vocab_size, tuple(shape.eos_token_ids)
+        )
+        return cls(manifest, runner, TextTokenizer(config.model_dir, shape), grammars)
 
 
 def _prefix_cache(config: EngineConfig, parts: ModelParts) -> PrefixCache | None:
@@ -110,6 +117,7 @@ class Engine:
         self.max_len = min(config.max_len, shape.context_length)
         self.tokenizer = parts.tokenizer
         self.eos_token_ids = tuple(shape.eos_token_ids)
+        self.grammars = parts.grammars
         self.observer = observer or NullObserver()
         self._scheduler = Scheduler(config.max_running, config.prefill_chunk)
         self._runner = parts.runner
@@ -220,6 +228,8 @@ class Engine:
         )
         if params.presence_penalty or params.frequency_penalty:
             seq.output_counts = np.zeros(vocab, np.int32)
+        if params.grammar is not None:
+            seq.matcher = self.grammars.matcher(params.grammar)
         if params.repetition_penalty != 1.0:
             seq.seen = np.zeros(vocab, bool)
             seq.seen[np.asarray(prompt_ids)] = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from app.engine.errors import InvalidParams
@@ -9,6 +10,26 @@ from app.engine.errors import InvalidParams
 MAX_TOP_LOGPROBS = 20
 MAX_STOP_STRINGS = 16
 MAX_SEED = 2**63 - 1  # JSON clients (and msgspec) carry signed 64-bit integers
+MAX_LOGIT_BIAS = 100.0  # OpenAI's range: -100 bans a token, +100 all but forces it
+
+
+class GrammarKind(enum.Enum):
+    JSON_SCHEMA = "json_schema"  # source: the schema as JSON text
+    REGEX = "regex"
+    LARK = "lark"  # llguidance's Lark dialect (may embed `%json {...}`)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Grammar:
+    """What a request constrains its output to (compiled by app.engine.grammar); `field` is the request
+    field to blame when it does not compile."""
+
+    kind: GrammarKind
+    source: str
+    field: str = "grammar"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +85,8 @@ class SamplingParams:
     ignore_eos: bool = False
     logprobs: bool = False
     top_logprobs: int = 0
+    grammar: Grammar | None = None
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias added to its logit)
 
     @property
     def greedy(self) -> bool:
@@ -72,6 +95,11 @@ class SamplingParams:
     @property
     def penalized(self) -> bool:
         return self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
+
+    @property
+    def shaped(self) -> bool:
+        """Something other than penalties changes the logits row: a grammar mask or a logit bias."""
+        return self.grammar is not None or bool(self.logit_bias)
 
     def validate(self, vocab_size: int) -> None:
         """Raise InvalidParams naming the first field out of range."""
@@ -87,6 +115,16 @@ class SamplingParams:
                 "stop_token_ids",
                 all(0 <= t < vocab_size for t in self.stop_token_ids),
                 f"token ids must be in [0, {vocab_size})",
+            ),
+            (
+                "logit_bias",
+                all(0 <= t < vocab_size for t, _ in self.logit_bias),
+                f"token ids must be in [0, {vocab_size})",
+            ),
+            (
+                "logit_bias",
+                all(-MAX_LOGIT_BIAS <= b <= MAX_LOGIT_BIAS for _, b in self.logit_bias),
+                f"biases must be between -{MAX_LOGIT_BIAS:g} and {MAX_LOGIT_BIAS:g}",
             ),
         ]
         for field, ok, message in checks:

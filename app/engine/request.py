@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -86,6 +87,7 @@ class Sequence:
     finish_reason: FinishReason | None = None
     output_counts: np.ndarray | None = None  # [V] int32, for presence/frequency penalties
     seen: np.ndarray | None = None  # [V] bool, for the repetition penalty
+    matcher: Any = None  # llguidance.LLMatcher when the request has a grammar
     arrival: float = field(default_factory=time.monotonic)
     prefill_start: float = 0.0
     first_token_at: float = 0.0

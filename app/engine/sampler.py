@@ -90,3 +90,21 @@ def logprobs(logits: np.ndarray, token: int, top_n: int) -> tuple[float, list[tu
     top = np.argpartition(-logits, top_n - 1)[:top_n]
     top = top[np.argsort(-logits[top], kind="stable")]
     return chosen, [(int(t), float(logits[t] - lse)) for t in top]
+
+
+def allowed_tokens(mask: np.ndarray, vocab: int) -> np.ndarray:
+    """Bitmask row int32 [ceil(V/32)] (bit t of word t//32, little-endian) -> bool [V]."""
+    return np.unpackbits(mask.view(np.uint8), bitorder="little", count=vocab).view(bool)
+
+
+def apply_mask(logits: np.ndarray, mask: np.ndarray) -> None:
+    """In place on logits [V]: tokens whose bit is clear in mask [ceil(V/32)] get -inf."""
+    np.copyto(logits, -np.inf, where=~allowed_tokens(mask, logits.shape[-1]))
+
+
+def apply_logit_bias(logits: np.ndarray, bias: tuple[tuple[int, float], ...]) -> None:
+    """In place on logits [V]: add OpenAI-style biases; +-100 effectively forces or bans a token."""
+    if bias:
+        ids = np.fromiter((t for t, _ in bias), np.int64, len(bias))  # [k]
+        values = np.fromiter((b for _, b in bias), np.float32, len(bias))  # [k]
+        np.add.at(logits, ids, values)

@@ -34,6 +34,9 @@ class EngineObserver(Protocol):
 
     def on_finished(self, reason: FinishReason, prompt_tokens: int, completion_tokens: int) -> None: ...
 
+    def on_mask(self, seconds: float, rows: int) -> None:
+        """Grammar bitmasks filled for `rows` constrained sequences of one step."""
+
 
 class NullObserver:
     def on_step(self, kind: str, seconds: float, batch_size: int, tokens: int) -> None:
@@ -52,4 +55,7 @@ class NullObserver:
         pass
 
     def on_finished(self, reason: FinishReason, prompt_tokens: int, completion_tokens: int) -> None:
+        pass
+
+    def on_mask(self, seconds: float, rows: int) -> None:
         pass

@@ -16,6 +16,7 @@ class FinishReason(enum.StrEnum):
     ABORT = "abort"  # cancelled: the client went away
     TIMEOUT = "timeout"  # the request's deadline passed
     ERROR = "error"  # the model runner failed
+    TOOL_CALLS = "tool_calls"  # a stop whose answer is tool calls: set by app/tools.py, never by the engine
 
 
 class StoppingCriteria:

@@ -37,6 +37,8 @@ class TextTokenizer:
         template_file = folder / "chat_template.jinja"
         source = template_file.read_text(encoding="utf-8") if template_file.is_file() else config.get("chat_template")
         self._template = _compile(source) if isinstance(source, str) else None
+        # a template that reads `tools` renders tool specs, calls and results itself (else see app/tools.py)
+        self.knows_tools = isinstance(source, str) and "tools" in source
 
     @property
     def has_chat_template(self) -> bool:
@@ -53,7 +55,9 @@ class TextTokenizer:
         """The text one token stands for, as OpenAI's logprobs report it."""
         return self._tok.decode([token_id], skip_special_tokens=False)
 
-    def render_chat(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
+    def render_chat(
+        self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, tools: list[Any] | None = None
+    ) -> str:
         if self._template is None:
             raise ChatTemplateError("this model has no chat template; use the completions route instead")
         try:
@@ -62,14 +66,16 @@ class TextTokenizer:
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self.bos_token,
                 eos_token=self.eos_token,
-                tools=None,
+                tools=tools,
             )
         except TemplateError as exc:
             raise ChatTemplateError(f"the chat template rejected the messages: {exc}") from exc
 
-    def encode_chat(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> list[int]:
+    def encode_chat(
+        self, messages: list[dict[str, Any]], add_generation_prompt: bool = True, tools: list[Any] | None = None
+    ) -> list[int]:
         # the template writes every special token itself; adding BOS again would double it
-        return self.encode(self.render_chat(messages, add_generation_prompt), add_special_tokens=False)
+        return self.encode(self.render_chat(messages, add_generation_prompt, tools), add_special_tokens=False)
 
 
 def _raise_exception(message: str) -> None:

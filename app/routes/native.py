@@ -9,7 +9,7 @@ from litestar import Request, post
 from litestar.params import JSONBody
 from litestar.response import Response, ServerSentEvent
 
-from app import generation
+from app import generation, structured
 from app.engine.request import TokenEvent
 from app.engine.stopping import FinishReason
 from app.generation import Job
@@ -34,6 +34,8 @@ async def generate(
     if settings.log_prompts:
         context.log["prompt"] = data.prompt
     prompt_ids = engine.tokenizer.encode(data.prompt)
+    grammar = structured.native_grammar(data)
+    await structured.compile_grammar(engine, gateway.metrics, grammar)
     job = generation.start(
         context,
         gateway,
@@ -41,6 +43,7 @@ async def generate(
         data,
         max_new_tokens=data.max_new_tokens or data.max_length,
         min_new_tokens=data.min_new_tokens,
+        grammar=grammar,
     )
     if data.stream:
         return sse_response(job, settings.sse_keepalive, _renderer(job), openai=False)

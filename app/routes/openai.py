@@ -11,7 +11,7 @@ from litestar import Request, post
 from litestar.params import JSONBody
 from litestar.response import Response, ServerSentEvent
 
-from app import generation
+from app import generation, structured, tools
 from app.engine.engine import Engine
 from app.engine.request import TokenEvent, TokenLogprob
 from app.engine.stopping import FinishReason
@@ -41,8 +41,6 @@ from app.state import Gateway
 
 
 def _refuse_unsupported(data: CompletionRequest | ChatCompletionRequest) -> None:
-    if data.logit_bias:
-        raise ApiError(400, "logit_bias is not supported", param="logit_bias")
     if isinstance(data, CompletionRequest):
         if data.echo:
             raise ApiError(400, "echo is not supported", param="echo")
@@ -50,13 +48,6 @@ def _refuse_unsupported(data: CompletionRequest | ChatCompletionRequest) -> None
             raise ApiError(400, "suffix is not supported", param="suffix")
         if data.best_of not in (None, data.n):
             raise ApiError(400, "best_of is not supported (use n)", param="best_of")
-    else:
-        if data.tools:
-            raise ApiError(400, "tools are not supported by this server", param="tools")
-        if data.tool_choice not in (None, "none"):
-            raise ApiError(400, "tool_choice is not supported", param="tool_choice")
-        if data.response_format and data.response_format.get("type") != "text":
-            raise ApiError(400, 'only response_format {"type": "text"} is supported', param="response_format")
 
 
 def _completion_prompt(engine: Engine, prompt: Any) -> list[int]:
@@ -106,6 +97,9 @@ async def completions(
     prompt_ids = _completion_prompt(engine, data.prompt)
     if gateway.settings.log_prompts:
         context.log["prompt"] = data.prompt
+    grammar = structured.response_format_grammar(data.response_format)
+    bias = structured.logit_bias(data.logit_bias, engine.manifest.model.vocab_size)
+    await structured.compile_grammar(engine, gateway.metrics, grammar, structured.format_label(data.response_format))
     job = generation.start(
         context,
         gateway,
@@ -116,6 +110,8 @@ async def completions(
         n=data.n,
         logprobs=data.logprobs is not None,
         top_logprobs=data.logprobs or 0,
+        grammar=grammar,
+        logit_bias=bias,
     )
     meta = Meta.new("cmpl", gateway)
     include_usage = bool(data.stream_options and data.stream_options.include_usage)
@@ -188,10 +184,20 @@ async def chat_completions(
     top = data.top_logprobs or 0
     if top and not data.logprobs:
         raise ApiError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
-    messages = to_template_messages(data.messages)
+    plan = tools.plan(data.tools, data.tool_choice, data.parallel_tool_calls)
     if gateway.settings.log_prompts:
-        context.log["prompt"] = messages
-    prompt_ids = engine.tokenizer.encode_chat(messages)
+        context.log["prompt"] = to_template_messages(data.messages)
+    prompt_ids = tools.chat_prompt_ids(engine.tokenizer, data.messages, plan)
+    fmt = data.response_format
+    grammar = await tools.output_grammar(
+        engine,
+        gateway.metrics,
+        plan,
+        structured.response_format_grammar(fmt),
+        structured.format_label(fmt),
+        "response_format",
+    )
+    bias = structured.logit_bias(data.logit_bias, engine.manifest.model.vocab_size)
     job = generation.start(
         context,
         gateway,
@@ -202,25 +208,33 @@ async def chat_completions(
         n=data.n,
         logprobs=data.logprobs,
         top_logprobs=top,
+        grammar=grammar,
+        logit_bias=bias,
     )
     meta = Meta.new("chatcmpl", gateway)
     include_usage = bool(data.stream_options and data.stream_options.include_usage)
     if data.stream:
-        return _chat_stream(job, engine, meta, include_usage, gateway.settings.sse_keepalive)
+        return _chat_stream(job, engine, meta, include_usage, gateway.settings.sse_keepalive, plan)
     await generation.collect(job, request)
-    choices = [
-        ChatChoice(
-            index=c.index,
-            message=AssistantMessage(role="assistant", content=c.text),
-            finish_reason=c.finish_reason,
-            logprobs=ChatLogprobs(_chat_logprobs(engine, c.logprobs)) if data.logprobs else None,
+    choices = []
+    for c in job.choices:
+        content, calls, finish = tools.answer(c.text, c.finish_reason, plan)
+        choices.append(
+            ChatChoice(
+                index=c.index,
+                message=AssistantMessage(role="assistant", content=content, tool_calls=calls),
+                finish_reason=finish,
+                logprobs=ChatLogprobs(_chat_logprobs(engine, c.logprobs)) if data.logprobs else None,
+            )
         )
-        for c in job.choices
-    ]
     return Response(ChatCompletion(**meta._asdict(), choices=choices, usage=job.usage()))
 
 
-def _chat_stream(job: Job, engine: Engine, meta: Meta, include_usage: bool, keepalive: float) -> ServerSentEvent:
+def _chat_stream(
+    job: Job, engine: Engine, meta: Meta, include_usage: bool, keepalive: float, plan: tools.ToolPlan
+) -> ServerSentEvent:
+    parsers = [tools.ToolCallParser() for _ in job.choices] if plan.active else None
+
     def chunk(
         index: int, delta: ChatDelta, finish: FinishReason | None, logprobs: ChatLogprobs | None = None
     ) -> ChatCompletionChunk:
@@ -231,10 +245,16 @@ def _chat_stream(job: Job, engine: Engine, meta: Meta, include_usage: bool, keep
 
     def render(index: int, event: TokenEvent) -> Iterator[ChatCompletionChunk]:
         logprobs = ChatLogprobs(_chat_logprobs(engine, event.logprobs)) if event.logprobs else None
-        if event.text or logprobs is not None:
-            yield chunk(index, ChatDelta(content=event.text), None, logprobs)
+        text, calls, finish = event.text, [], job.choices[index].finish_reason
+        if parsers is not None:  # tools on: call syntax becomes delta.tool_calls
+            text, calls = tools.stream_pieces(parsers[index], event.text, event.finished)
+            finish = tools.finish_with(parsers[index].calls, finish)
+        if text or logprobs is not None:
+            yield chunk(index, ChatDelta(content=text), None, logprobs)
+        if calls:
+            yield chunk(index, ChatDelta(tool_calls=calls), None)
         if event.finished:
-            yield chunk(index, ChatDelta(), job.choices[index].finish_reason)
+            yield chunk(index, ChatDelta(), finish)
 
     def tail() -> Iterator[ChatCompletionChunk]:
         if include_usage:

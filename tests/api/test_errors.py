@@ -24,7 +24,7 @@ def error_of(resp: httpx.Response, status: int) -> dict:
         ("/v1/chat/completions", {**CHAT, "n": 0}, "n"),
         ("/v1/chat/completions", {"messages": []}, "messages"),
         ("/v1/chat/completions", {**CHAT, "stop": ["x"] * 17}, "stop"),
-        ("/v1/chat/completions", {**CHAT, "tools": [{"type": "function"}]}, "tools"),
+        ("/v1/chat/completions", {**CHAT, "tools": [{"type": "function"}]}, "tools[0]"),  # no function
         (
             "/v1/chat/completions",
             {**CHAT, "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},

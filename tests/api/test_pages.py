@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
 import httpx
+import jsonschema
 import pytest
 
 from tests.api.browser import PHONE, screenshot
@@ -77,6 +79,24 @@ def test_playground_streams_a_reply_with_its_timings(server, open_page, tmp_path
     screenshot(page, "playground", tmp_path)
     page.set_viewport_size(PHONE)
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scrolling
+    assert log.other_hosts(server.url) == []
+
+
+def test_playground_json_schema_box_gets_json_that_validates(server, open_page):
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 20}, "country": {"type": "string", "maxLength": 20}},
+        "required": ["city", "country"],
+        "additionalProperties": False,
+    }
+    page, log = open_page(f"{server.url}/")
+    page.locator("#model option", has_text=MODEL).wait_for(state="attached")
+    page.fill("#schema", json.dumps(schema))
+    _ask(page, QUESTION, "0", "60")
+    stats = page.locator("#messages li.assistant .stats")
+    stats.wait_for()
+    assert stats.inner_text().endswith("finish: stop")
+    jsonschema.validate(json.loads(_reply_text(page)), schema)
     assert log.other_hosts(server.url) == []
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
 import httpx
+import jsonschema
 import openai
 import pytest
 
@@ -157,13 +159,32 @@ def test_retrieve_delete_and_store_false(client):
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"input": [{"type": "function_call_output", "call_id": "c1", "output": "4"}]}, "input[0].type"),
+        ({"input": [{"type": "function_call_output", "output": "4"}]}, "input[0].call_id"),
+        ({"input": [{"type": "function_call", "call_id": "c1", "name": "f"}]}, "input[0].arguments"),
         ({"input": [{"type": "input_image", "image_url": "https://x/y.png"}]}, "input[0].type"),
         ({"input": [{"role": "user", "content": [{"type": "input_image"}]}]}, "input[0].content[0]"),
         ({"input": [{"role": "tool", "content": "x"}]}, "input[0].role"),
         ({"input": []}, "input"),
-        ({"input": "Hi", "text": {"format": {"type": "json_schema", "name": "x", "schema": {}}}}, "text.format"),
-        ({"input": "Hi", "tools": [{"type": "function", "name": "f", "parameters": {}}]}, "tools"),
+        ({"input": "Hi", "text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),
+        ({"input": "Hi", "text": {"format": {"type": "json_schema", "schema": {"type": 5}}}}, "text.format.schema"),
+        ({"input": "Hi", "tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"input": "Hi", "tool_choice": "required"}, "tool_choice"),
+        (
+            {
+                "input": "Hi",
+                "tools": [{"type": "function", "name": "f"}],
+                "tool_choice": {"type": "function", "name": "g"},
+            },
+            "tool_choice",
+        ),
+        (
+            {
+                "input": "Hi",
+                "tools": [{"type": "function", "name": "f"}],
+                "text": {"format": {"type": "json_object"}},
+            },
+            "text.format",
+        ),
         ({"input": "Hi", "background": True}, "background"),
         ({"input": "Hi", "max_output_tokens": 0}, "max_output_tokens"),
         ({"input": "Hi " * 3000}, "input"),
@@ -236,3 +257,103 @@ def test_a_failing_stream_ends_with_error_and_response_failed(inprocess):  # noq
     assert failed.status == "failed" and failed.error.code == "server_error" and "simulated" in failed.error.message
     assert any(e.type == "response.output_text.delta" for e in events)
     assert _client(url).responses.retrieve(failed.id).status == "failed"
+
+
+# -- structured outputs and function tools (issue 13) ------------------------------------------------------
+
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 20}, "age": {"type": "integer", "minimum": 0}},
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+WEATHER_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather for a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 20}, "unit": {"enum": ["c", "f"]}},
+        "required": ["city", "unit"],
+        "additionalProperties": False,
+    },
+    "strict": True,
+}
+WEATHER_QUESTION = "What is the weather in Paris?"
+FORCED = {"type": "function", "name": "get_weather"}
+
+
+def test_text_format_json_schema_and_json_object_constrain_the_output(client):
+    fmt = {"type": "json_schema", "name": "person", "schema": PERSON, "strict": True}
+    r = client.responses.create(input="Describe a person.", text={"format": fmt}, max_output_tokens=40, **GREEDY)
+    assert r.status == "completed", r.incomplete_details
+    jsonschema.validate(json.loads(r.output_text), PERSON)
+    assert r.text.format.type == "json_schema" and r.text.format.name == "person"
+    obj = client.responses.create(
+        input="Describe a cat in JSON.", text={"format": {"type": "json_object"}}, max_output_tokens=40, **GREEDY
+    )
+    if obj.status == "completed":
+        assert isinstance(json.loads(obj.output_text), dict)
+    else:  # cut by max_output_tokens: still the start of an object
+        assert obj.output_text.startswith("{")
+
+
+def test_a_forced_tool_call_is_a_function_call_item(client):
+    r = client.responses.create(
+        input=WEATHER_QUESTION, tools=[WEATHER_TOOL], tool_choice=FORCED, max_output_tokens=60, **GREEDY
+    )
+    assert r.status == "completed" and [item.type for item in r.output] == ["function_call"]
+    call = r.output[0]
+    assert call.name == "get_weather" and call.call_id.startswith("call_") and call.id.startswith("fc_")
+    assert call.status == "completed"
+    jsonschema.validate(json.loads(call.arguments), WEATHER_TOOL["parameters"])
+    assert r.tool_choice.name == "get_weather" and r.tools[0].name == "get_weather"
+
+
+def test_a_function_call_output_round_trip_and_through_previous_response_id(client):
+    first = client.responses.create(
+        input=WEATHER_QUESTION, tools=[WEATHER_TOOL], tool_choice="required", max_output_tokens=60, **GREEDY
+    )
+    call = first.output[0]
+    result = {"type": "function_call_output", "call_id": call.call_id, "output": json.dumps({"sky": "sunny"})}
+    # the whole conversation sent back, as the client's docs do it
+    replay = [
+        {"role": "user", "content": WEATHER_QUESTION},
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        result,
+    ]
+    again = client.responses.create(input=replay, tools=[WEATHER_TOOL], max_output_tokens=30, **GREEDY)
+    chained = client.responses.create(
+        input=[result], previous_response_id=first.id, tools=[WEATHER_TOOL], max_output_tokens=30, **GREEDY
+    )
+    for r in (again, chained):
+        assert r.status in ("completed", "incomplete") and r.output
+    # both render the same prompt: the call and its result reach the template the same way
+    assert again.usage.input_tokens == chained.usage.input_tokens
+    listed = client.responses.input_items.list(chained.id).data
+    assert [i.type for i in listed] == ["function_call_output"] and listed[0].call_id == call.call_id
+    listed = client.responses.input_items.list(again.id, order="asc").data
+    assert [i.type for i in listed] == ["message", "function_call", "function_call_output"]
+
+
+def test_a_streamed_call_sends_the_function_call_events(client):
+    with client.responses.stream(
+        input=WEATHER_QUESTION, tools=[WEATHER_TOOL], tool_choice=FORCED, max_output_tokens=60, **GREEDY
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    kinds = [e.type for e in events]
+    assert kinds[:3] == ["response.created", "response.in_progress", "response.output_item.added"]
+    assert kinds[-3:] == ["response.function_call_arguments.done", "response.output_item.done", "response.completed"]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    added = events[2].item
+    assert added.type == "function_call" and added.status == "in_progress" and added.name == "get_weather"
+    deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    done = next(e for e in events if e.type == "response.function_call_arguments.done")
+    call = final.output[0]
+    assert deltas == done.arguments == call.arguments and done.item_id == call.id == added.id
+    jsonschema.validate(json.loads(call.arguments), WEATHER_TOOL["parameters"])
+    whole = client.responses.create(
+        input=WEATHER_QUESTION, tools=[WEATHER_TOOL], tool_choice=FORCED, max_output_tokens=60, **GREEDY
+    )
+    assert whole.output[0].arguments == call.arguments

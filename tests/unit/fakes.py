@@ -12,9 +12,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence as Ids
 
+import llguidance
 import numpy as np
 
 from app.engine.detokenizer import IncrementalDetokenizer
+from app.engine.grammar import GrammarCompiler
 from app.engine.manifest import (
     GraphIO,
     GraphKind,
@@ -55,6 +57,19 @@ def reference(prompt: Ids[int], n: int, eos_at: int | None = None) -> list[int]:
     while len(out) < n and (not out or out[-1] != EOS):
         out.append(next_token(context, eos_at))
         context.append(out[-1])
+    return out
+
+
+def constrained_reference(prompt: list[int], chars: int) -> list[int]:
+    """Greedy under the regex `[dg]{chars}`: the best of the tokens that still fit ("d", "g", "ddd"), then EOS."""
+    text = FakeTokenizer().token_text
+    context, out, left = list(prompt), [], chars
+    while not out or out[-1] != EOS:
+        allowed = [t for t in (3, 6, 29) if len(text(t)) <= left] or [EOS]
+        row = logits_row(context, None)
+        out.append(max(allowed, key=lambda t: row[t]))
+        context.append(out[-1])
+        left -= len(text(out[-1])) if out[-1] != EOS else 0
     return out
 
 
@@ -191,6 +206,36 @@ class FakeTokenizer:
 
     def decode(self, ids: Ids[int], skip_special_tokens: bool = True) -> str:
         return "".join(self.token_text(t) for t in ids if not (skip_special_tokens and t == EOS))
+
+
+class _FakeVocab:
+    """FakeTokenizer's vocabulary as llguidance's TokenizerWrapper reads it: token bytes, EOS, an encoder."""
+
+    eos_token_id = EOS
+    bos_token_id = None
+
+    def __init__(self) -> None:
+        self.special_token_ids = [EOS]
+        texts = [FakeTokenizer().token_text(t) for t in range(VOCAB)]
+        self.tokens = [text.encode() for text in texts]
+        self._by_text = sorted(((text, t) for t, text in enumerate(texts) if t != EOS), key=lambda p: -len(p[0]))
+
+    def __call__(self, text: str) -> list[int]:
+        """Longest match first; characters no token spells are skipped."""
+        ids, i = [], 0
+        while i < len(text):
+            match = next(((piece, t) for piece, t in self._by_text if text.startswith(piece, i)), None)
+            if match is None:
+                i += 1
+                continue
+            ids.append(match[1])
+            i += len(match[0])
+        return ids
+
+
+def fake_grammars() -> GrammarCompiler:
+    """A GrammarCompiler over FakeTokenizer's vocabulary (so grammars mask the fake runner's logits)."""
+    return GrammarCompiler(llguidance.LLTokenizer(llguidance.TokenizerWrapper(_FakeVocab()), n_vocab=VOCAB))
 
 
 def create_sequence(request_id: str, prompt: Ids[int], params: SamplingParams | None = None) -> Sequence:

@@ -12,13 +12,17 @@ from tests.unit.fakes import FakeRunner
 
 
 class LookupObserver(NullObserver):
-    """Records every prefix-cache lookup as (prompt_tokens, hit_tokens)."""
+    """Records every prefix-cache lookup as (prompt_tokens, hit_tokens) and every grammar-mask fill (rows)."""
 
     def __init__(self) -> None:
         self.lookups: list[tuple[int, int]] = []
+        self.masks: list[int] = []
 
     def on_prefix_lookup(self, prompt_tokens: int, hit_tokens: int) -> None:
         self.lookups.append((prompt_tokens, hit_tokens))
+
+    def on_mask(self, seconds: float, rows: int) -> None:
+        self.masks.append(rows)
 
 
 class Harness:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from app.engine.params import SamplingParams
+from app.engine.params import Grammar, GrammarKind, SamplingParams
 from app.engine.request import RequestStatus
 from app.engine.stopping import FinishReason
-from tests.unit.fakes import EOS, FakeRunner, FakeTokenizer, create_prompts, create_sequence, reference
+from tests.unit.fakes import (
+    EOS,
+    FakeRunner,
+    FakeTokenizer,
+    constrained_reference,
+    create_prompts,
+    create_sequence,
+    fake_grammars,
+    reference,
+)
 from tests.unit.harness import Harness
 
 
@@ -208,3 +219,22 @@ def test_seeded_sampling_does_not_depend_on_the_batch():
     crowded.run()
     assert crowded.tokens("s") == alone.tokens("s")
     assert alone.tokens("s") != reference(prompt, 8)  # temperature 5 on these logits does wander
+
+
+def test_a_grammar_row_a_logit_bias_row_and_a_plain_row_share_decode_batches():
+    h = Harness(max_running=4, prefill_chunk=16)
+    prompts = create_prompts(3)
+    plain = create_sequence("plain", prompts[0], greedy(8))
+    biased = create_sequence("biased", prompts[1], greedy(8, logit_bias=((9, 100.0),)))
+    grammar = Grammar(GrammarKind.REGEX, "[dg]{5}")
+    shaped = create_sequence("grammar", prompts[2], greedy(8, grammar=grammar))
+    shaped.matcher = fake_grammars().matcher(grammar)
+    h.add(plain, biased, shaped)
+    h.run()
+    assert h.tokens("plain") == reference(prompts[0], 8)
+    assert h.tokens("biased") == [9] * 8
+    assert h.tokens("grammar") == constrained_reference(prompts[2], 5)
+    assert re.fullmatch("[dg]{5}", h.text("grammar")) and h.final("grammar").finish_reason is FinishReason.STOP
+    assert ("decode", 3) in h.runner.calls  # the three rows were sampled from one batch
+    assert h.observer.masks and set(h.observer.masks) == {1}  # only the grammar row paid for a mask
+    assert h.runner.free

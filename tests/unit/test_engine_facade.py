@@ -11,17 +11,26 @@ import pytest
 
 from app.engine.engine import Engine, EngineConfig, ModelParts
 from app.engine.errors import InvalidParams, PromptTooLong, QueueFull
-from app.engine.params import SamplingParams
+from app.engine.params import Grammar, GrammarKind, SamplingParams
 from app.engine.request import TokenEvent
 from app.engine.stopping import FinishReason
-from tests.unit.fakes import FakeRunner, FakeTokenizer, create_prompts, fake_manifest, reference
+from tests.unit.fakes import (
+    FakeRunner,
+    FakeTokenizer,
+    constrained_reference,
+    create_prompts,
+    fake_grammars,
+    fake_manifest,
+    reference,
+)
 
 
 @contextlib.asynccontextmanager
 async def fake_engine(max_len: int = 256, **config) -> AsyncIterator[tuple[Engine, FakeRunner]]:
     cfg = EngineConfig(model_dir=None, max_len=max_len, **config)  # type: ignore[arg-type]
     runner = FakeRunner(max_slots=cfg.max_running + 1, max_len=max_len)
-    engine = Engine(cfg, parts=ModelParts(fake_manifest(max_len), runner, FakeTokenizer()))  # type: ignore[arg-type]
+    parts = ModelParts(fake_manifest(max_len), runner, FakeTokenizer(), fake_grammars())  # type: ignore[arg-type]
+    engine = Engine(cfg, parts=parts)
     engine.start()
     try:
         yield engine, runner
@@ -155,6 +164,28 @@ def test_hundreds_of_cancellations_in_every_state_leak_no_slot_and_no_request():
 
     prompt, after, drained, is_idle, freed = asyncio.run(main())
     assert after == reference(prompt, 4) and drained and is_idle and freed
+
+
+def test_a_submitted_grammar_gets_its_own_matcher_beside_plain_requests():
+    async def main():
+        async with fake_engine(max_running=4) as (engine, runner):
+            prompts = create_prompts(3, length=5)
+            grammar = Grammar(GrammarKind.REGEX, "[dg]{5}")
+            engine.grammars.compile(grammar)  # the route does this on a worker thread before submit
+            params = SamplingParams(max_new_tokens=8, grammar=grammar)
+            streams = [
+                engine.submit(prompts[0], params),
+                engine.submit(prompts[1], SamplingParams(max_new_tokens=8)),
+                engine.submit(prompts[2], params),  # the same grammar: a matcher of its own
+            ]
+            results = await asyncio.gather(*[collect(s) for s in streams])
+            assert await engine.drain(1.0) and idle(engine) and runner.free
+            return prompts, results
+
+    prompts, ((first, events), (plain, _), (third, _)) = asyncio.run(main())
+    assert first == constrained_reference(prompts[0], 5) and third == constrained_reference(prompts[2], 5)
+    assert plain == reference(prompts[1], 8)
+    assert events[-1].finish_reason is FinishReason.STOP
 
 
 def test_the_prefix_cache_serves_a_repeated_prompt_per_salt_and_reports_it_in_stats():

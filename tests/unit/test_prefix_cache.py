@@ -4,10 +4,10 @@ prefix lands in a free slot and that the tokens it carries give the reference ou
 
 from __future__ import annotations
 
-from app.engine.params import SamplingParams
+from app.engine.params import Grammar, GrammarKind, SamplingParams
 from app.engine.prefix_cache import MIN_REUSE_TOKENS
 from app.engine.request import Sequence
-from tests.unit.fakes import create_prompts, create_sequence, reference
+from tests.unit.fakes import constrained_reference, create_prompts, create_sequence, fake_grammars, reference
 from tests.unit.harness import Harness
 
 P = 40  # prompt length: above MIN_REUSE_TOKENS
@@ -128,3 +128,17 @@ def test_an_error_leaves_nothing_in_the_cache():
     serve(h, salted("failed", prompt), salted("next", prompt))
     assert h.final("failed").error and cached(h, "next") == 0
     assert h.tokens("next") == reference(prompt, 6)
+
+
+def test_a_constrained_request_served_from_the_cache_keeps_its_grammar():
+    h = Harness(cache_tokens=1000)
+    [prompt] = create_prompts(1, length=P)
+    grammar = Grammar(GrammarKind.REGEX, "[dg]{5}")
+    grammars = fake_grammars()
+    seqs = [create_sequence(rid, prompt, SamplingParams(max_new_tokens=8, grammar=grammar)) for rid in ("cold", "warm")]
+    for seq in seqs:
+        seq.matcher = grammars.matcher(grammar)
+    serve(h, salted("plain", prompt), *seqs)
+    assert cached(h, "cold") == P - 1 and cached(h, "warm") > 0  # the plain run's prompt, then the cold one's
+    assert h.tokens("cold") == h.tokens("warm") == constrained_reference(prompt, 5)
+    assert h.tokens("plain") == reference(prompt, 6) and h.runner.free
