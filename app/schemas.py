@@ -189,16 +189,18 @@ class FunctionDefinition(Struct, kw_only=True):
 
 class Tool(Struct, kw_only=True):
     type: Annotated[Literal["function"], Meta(description="Only function tools.")] = "function"
-    function: FunctionDefinition
+    function: Annotated[
+        FunctionDefinition, Meta(description="The function: name, description and a JSON schema of its parameters.")
+    ]
 
 
 class FunctionName(Struct, kw_only=True):
-    name: str
+    name: Annotated[str, Meta(description="The function that must be called.")]
 
 
 class NamedToolChoice(Struct, kw_only=True):
-    type: Literal["function"] = "function"
-    function: FunctionName
+    type: Annotated[Literal["function"], Meta(description="Always function.")] = "function"
+    function: Annotated[FunctionName, Meta(description="Which function.")]
 
 
 class FunctionCall(Struct, kw_only=True):
@@ -208,8 +210,8 @@ class FunctionCall(Struct, kw_only=True):
 
 class ToolCall(Struct, kw_only=True):
     id: Annotated[str, Meta(description="Answer the call with a tool message carrying this tool_call_id.")]
-    function: FunctionCall
-    type: Literal["function"] = "function"
+    function: Annotated[FunctionCall, Meta(description="The function called and its JSON arguments.")]
+    type: Annotated[Literal["function"], Meta(description="Always function.")] = "function"
 
 
 class FunctionCallDelta(Struct, kw_only=True, omit_defaults=True):

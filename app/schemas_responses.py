@@ -64,8 +64,8 @@ class FunctionTool(Struct, kw_only=True, omit_defaults=True):
 
 
 class ToolChoiceFunction(Struct, kw_only=True):
-    type: Literal["function"]
-    name: str
+    type: Annotated[Literal["function"], Meta(description="Always function.")]
+    name: Annotated[str, Meta(description="The function that must be called.")]
 
 
 class ResponseRequest(OpenAIRequest, kw_only=True):
@@ -101,17 +101,17 @@ class ResponseRequest(OpenAIRequest, kw_only=True):
 
 
 class OutputText(Struct, kw_only=True):
-    text: str
-    annotations: list[Any] = []
-    logprobs: list[Any] = []
-    type: Literal["output_text"] = "output_text"
+    text: Annotated[str, Meta(description="The generated text.")]
+    annotations: Annotated[list[Any], Meta(description="Always empty (no citations).")] = []
+    logprobs: Annotated[list[Any], Meta(description="Always empty.")] = []
+    type: Annotated[Literal["output_text"], Meta(description="Always output_text.")] = "output_text"
 
 
 class OutputMessage(Struct, kw_only=True, tag_field="type", tag="message"):
     id: Annotated[str, Meta(description="msg_...")]
     status: Annotated[str, Meta(description="in_progress, completed or incomplete.")]
-    content: list[OutputText]
-    role: Literal["assistant"] = "assistant"
+    content: Annotated[list[OutputText], Meta(description="The text part of the answer.")]
+    role: Annotated[Literal["assistant"], Meta(description="Always assistant.")] = "assistant"
 
 
 class FunctionCallItem(Struct, kw_only=True, tag_field="type", tag="function_call"):
@@ -125,10 +125,10 @@ class FunctionCallItem(Struct, kw_only=True, tag_field="type", tag="function_cal
 
 
 class FunctionCallOutputItem(Struct, kw_only=True, tag_field="type", tag="function_call_output"):
-    id: str
-    call_id: str
-    output: str
-    status: str = "completed"
+    id: Annotated[str, Meta(description="fco_... (or the id it was sent with).")]
+    call_id: Annotated[str, Meta(description="The call this output answers.")]
+    output: Annotated[str, Meta(description="What the function returned.")]
+    status: Annotated[str, Meta(description="Always completed.")] = "completed"
 
 
 OutputItem = OutputMessage | FunctionCallItem
@@ -136,19 +136,23 @@ OutputItem = OutputMessage | FunctionCallItem
 
 class InputTokensDetails(Struct):
     cached_tokens: Annotated[int, Meta(description="Input tokens whose KV came from the prefix cache.")] = 0
-    cache_write_tokens: int = 0
+    cache_write_tokens: Annotated[int, Meta(description="Always 0.")] = 0
 
 
 class OutputTokensDetails(Struct):
-    reasoning_tokens: int = 0
+    reasoning_tokens: Annotated[int, Meta(description="Always 0 (no reasoning model).")] = 0
 
 
 class ResponseUsage(Struct, kw_only=True):
     input_tokens: Annotated[int, Meta(description="Tokens in the rendered prompt.")]
     output_tokens: Annotated[int, Meta(description="Tokens generated.")]
     total_tokens: Annotated[int, Meta(description="input_tokens + output_tokens.")]
-    input_tokens_details: InputTokensDetails = field(default_factory=InputTokensDetails)
-    output_tokens_details: OutputTokensDetails = field(default_factory=OutputTokensDetails)
+    input_tokens_details: Annotated[
+        InputTokensDetails, Meta(description="cached_tokens: prompt tokens served from the prefix cache.")
+    ] = field(default_factory=InputTokensDetails)
+    output_tokens_details: Annotated[OutputTokensDetails, Meta(description="reasoning_tokens (always 0).")] = field(
+        default_factory=OutputTokensDetails
+    )
 
 
 class IncompleteDetails(Struct):
@@ -157,42 +161,48 @@ class IncompleteDetails(Struct):
 
 class ResponseError(Struct, kw_only=True):
     code: Annotated[str, Meta(description="server_error when the model runner failed or timed out.")]
-    message: str
+    message: Annotated[str, Meta(description="What went wrong.")]
 
 
 class ResponseObject(Struct, kw_only=True):
     """A model response, as POST /v1/responses returns it and GET /v1/responses/{id} gives it back."""
 
     id: Annotated[str, Meta(description="resp_...")]
-    created_at: int
-    model: str
+    created_at: Annotated[int, Meta(description="Unix time the response was created.")]
+    model: Annotated[str, Meta(description="The model that answered.")]
     status: Annotated[str, Meta(description="in_progress, completed, incomplete, failed or cancelled.")]
-    output: list[OutputItem]
-    usage: ResponseUsage | None = None
-    error: ResponseError | None = None
-    incomplete_details: IncompleteDetails | None = None
-    completed_at: int | None = None
-    instructions: str | None = None
-    previous_response_id: str | None = None
-    max_output_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    store: bool = True
-    metadata: dict[str, str] = {}
-    text: dict[str, Any] = field(default_factory=lambda: {"format": {"type": "text"}})
-    tools: list[Any] = []
-    tool_choice: str | dict[str, Any] = "none"
-    parallel_tool_calls: bool = False
-    truncation: str = "disabled"
-    user: str | None = None
-    background: bool = False
-    object: Literal["response"] = "response"
+    output: Annotated[list[OutputItem], Meta(description="The answer: a message, or function_call items.")]
+    usage: Annotated[ResponseUsage | None, Meta(description="Token counts.")] = None
+    error: Annotated[ResponseError | None, Meta(description="Set when status is failed.")] = None
+    incomplete_details: Annotated[
+        IncompleteDetails | None, Meta(description="Set when status is incomplete (max_output_tokens).")
+    ] = None
+    completed_at: Annotated[int | None, Meta(description="Unix time the answer completed.")] = None
+    instructions: Annotated[str | None, Meta(description="The instructions sent with this request.")] = None
+    previous_response_id: Annotated[str | None, Meta(description="The response this one continues.")] = None
+    max_output_tokens: Annotated[int | None, Meta(description="As requested.")] = None
+    temperature: Annotated[float | None, Meta(description="As requested.")] = None
+    top_p: Annotated[float | None, Meta(description="As requested.")] = None
+    store: Annotated[bool, Meta(description="Whether GET /v1/responses/{id} can fetch it.")] = True
+    metadata: Annotated[dict[str, str], Meta(description="As sent.")] = {}
+    text: Annotated[dict[str, Any], Meta(description="The output format used.")] = field(
+        default_factory=lambda: {"format": {"type": "text"}}
+    )
+    tools: Annotated[list[Any], Meta(description="The tools offered.")] = []
+    tool_choice: Annotated[str | dict[str, Any], Meta(description="none, auto, required or the named function.")] = (
+        "none"
+    )
+    parallel_tool_calls: Annotated[bool, Meta(description="As requested.")] = False
+    truncation: Annotated[str, Meta(description="Always disabled.")] = "disabled"
+    user: Annotated[str | None, Meta(description="As sent.")] = None
+    background: Annotated[bool, Meta(description="Always false.")] = False
+    object: Annotated[Literal["response"], Meta(description="Always response.")] = "response"
 
 
 class ItemPart(Struct, kw_only=True, omit_defaults=True):
     type: Annotated[str, Meta(description="input_text, or output_text in assistant messages.")]
-    text: str
-    annotations: list[Any] | None = None
+    text: Annotated[str, Meta(description="The part's text.")]
+    annotations: Annotated[list[Any] | None, Meta(description="Always empty on output_text parts.")] = None
 
 
 class InputMessageItem(Struct, kw_only=True, tag_field="type", tag="message"):
@@ -200,25 +210,25 @@ class InputMessageItem(Struct, kw_only=True, tag_field="type", tag="message"):
 
     id: Annotated[str, Meta(description="msg_...")]
     role: Annotated[str, Meta(description="user, system, developer or assistant, as sent.")]
-    content: list[ItemPart]
-    status: str = "completed"
+    content: Annotated[list[ItemPart], Meta(description="The message's text parts.")]
+    status: Annotated[str, Meta(description="Always completed.")] = "completed"
 
 
 ListedItem = InputMessageItem | FunctionCallItem | FunctionCallOutputItem
 
 
 class InputItemList(Struct, kw_only=True):
-    data: list[ListedItem]
-    has_more: bool
-    first_id: str | None
-    last_id: str | None
-    object: Literal["list"] = "list"
+    data: Annotated[list[ListedItem], Meta(description="The input items, in the requested order.")]
+    has_more: Annotated[bool, Meta(description="More items after last_id.")]
+    first_id: Annotated[str | None, Meta(description="The first item's id.")]
+    last_id: Annotated[str | None, Meta(description="The last item's id (pass as after).")]
+    object: Annotated[Literal["list"], Meta(description="Always list.")] = "list"
 
 
 class ResponseDeleted(Struct):
-    id: str
-    deleted: bool = True
-    object: Literal["response"] = "response"
+    id: Annotated[str, Meta(description="The deleted response.")]
+    deleted: Annotated[bool, Meta(description="Always true.")] = True
+    object: Annotated[Literal["response"], Meta(description="Always response.")] = "response"
 
 
 # -- stream events (each carries `type` and `sequence_number`; `type` is also the SSE event name) -----

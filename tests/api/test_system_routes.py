@@ -41,7 +41,8 @@ def test_docs_and_schema(server):
         f"{name}.{prop}"
         for name, comp in schema["components"]["schemas"].items()
         for prop, spec in comp.get("properties", {}).items()
-        if not spec.get("description")
+        # a tagged union's tag is a const that Litestar adds without a description: its value is its meaning
+        if not spec.get("description") and "const" not in spec
     ]
     assert undocumented == []
     assert len(schema["components"]["schemas"]["GenerateRequest"]["properties"]) >= 15
