@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from litestar import Request, post
+from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.response import Response, ServerSentEvent
 
@@ -27,7 +28,10 @@ from app.state import Gateway
     responses=error_responses(400, 401, 413, 429, 500, 503),
 )
 async def generate(
-    request: Request[Any, Any, Any], gateway: Gateway, context: RequestContext, data: JSONBody[GenerateRequest]
+    request: Request[Any, Any, Any],
+    gateway: NamedDependency[Gateway],
+    context: NamedDependency[RequestContext],
+    data: JSONBody[GenerateRequest],
 ) -> Response[Any] | ServerSentEvent:
     engine = gateway.require_engine()
     settings = gateway.settings

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from litestar import Request, post
+from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.response import Response, ServerSentEvent
 
@@ -89,7 +90,10 @@ class Meta(NamedTuple):
     responses=error_responses(400, 401, 404, 413, 429, 500, 503),
 )
 async def completions(
-    request: Request[Any, Any, Any], gateway: Gateway, context: RequestContext, data: JSONBody[CompletionRequest]
+    request: Request[Any, Any, Any],
+    gateway: NamedDependency[Gateway],
+    context: NamedDependency[RequestContext],
+    data: JSONBody[CompletionRequest],
 ) -> Response[Any] | ServerSentEvent:
     gateway.check_model(data.model)
     _refuse_unsupported(data)
@@ -176,7 +180,10 @@ def _completion_logprobs(engine: Engine, items: list[TokenLogprob], offset: int)
     responses=error_responses(400, 401, 404, 413, 429, 500, 503),
 )
 async def chat_completions(
-    request: Request[Any, Any, Any], gateway: Gateway, context: RequestContext, data: JSONBody[ChatCompletionRequest]
+    request: Request[Any, Any, Any],
+    gateway: NamedDependency[Gateway],
+    context: NamedDependency[RequestContext],
+    data: JSONBody[ChatCompletionRequest],
 ) -> Response[Any] | ServerSentEvent:
     gateway.check_model(data.model)
     _refuse_unsupported(data)

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, delete, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.response import Response, ServerSentEvent
 
@@ -74,7 +75,10 @@ class Run:
     responses=error_responses(400, 401, 404, 413, 429, 500, 503),
 )
 async def create_response(
-    request: Request[Any, Any, Any], gateway: Gateway, context: RequestContext, data: JSONBody[ResponseRequest]
+    request: Request[Any, Any, Any],
+    gateway: NamedDependency[Gateway],
+    context: NamedDependency[RequestContext],
+    data: JSONBody[ResponseRequest],
 ) -> Response[Any] | ServerSentEvent:
     gateway.check_model(data.model)
     items.refuse_unsupported(data)
@@ -117,7 +121,7 @@ async def create_response(
     responses=error_responses(401, 404),
 )
 async def retrieve_response(
-    request: Request[Any, Any, Any], gateway: Gateway, response_id: FromPath[str]
+    request: Request[Any, Any, Any], gateway: NamedDependency[Gateway], response_id: FromPath[str]
 ) -> ResponseObject:
     owner = owner_of(request.headers, gateway.settings)
     return gateway.responses.get(response_id, owner, "response_id").response
@@ -131,7 +135,7 @@ async def retrieve_response(
     responses=error_responses(401, 404),
 )
 async def delete_response(
-    request: Request[Any, Any, Any], gateway: Gateway, response_id: FromPath[str]
+    request: Request[Any, Any, Any], gateway: NamedDependency[Gateway], response_id: FromPath[str]
 ) -> ResponseDeleted:
     gateway.responses.delete(response_id, owner_of(request.headers, gateway.settings))
     return ResponseDeleted(id=response_id)
@@ -145,7 +149,7 @@ async def delete_response(
 )
 async def list_input_items(
     request: Request[Any, Any, Any],
-    gateway: Gateway,
+    gateway: NamedDependency[Gateway],
     response_id: FromPath[str],
     limit: Annotated[int, Parameter(ge=1, le=100, description="Items per page.")] = 20,
     order: Annotated[Literal["asc", "desc"], Parameter(description="Oldest first (asc) or newest first.")] = "desc",

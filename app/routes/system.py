@@ -6,6 +6,7 @@ from typing import Any
 
 import onnxruntime
 from litestar import Response, get, post
+from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from app.auth import Access
@@ -41,7 +42,7 @@ async def health() -> Health:
     tags=["system"],
     opt={"access": Access.PUBLIC},
 )
-async def ready(gateway: Gateway) -> Response[Health]:
+async def ready(gateway: NamedDependency[Gateway]) -> Response[Health]:
     ok = gateway.status is Status.READY
     return Response(
         Health(status=str(gateway.status), detail=gateway.error),
@@ -57,12 +58,12 @@ async def ready(gateway: Gateway) -> Response[Health]:
     media_type=CONTENT_TYPE,
     opt={"access": Access.METRICS},
 )
-async def metrics(gateway: Gateway) -> Response[bytes]:
+async def metrics(gateway: NamedDependency[Gateway]) -> Response[bytes]:
     return Response(gateway.metrics.export(), media_type=CONTENT_TYPE)
 
 
 @get("/v1/models", summary="The served model (OpenAI list shape)", tags=["openai"])
-async def models(gateway: Gateway) -> ModelList:
+async def models(gateway: NamedDependency[Gateway]) -> ModelList:
     max_len = gateway.engine.max_len if gateway.engine else gateway.settings.max_model_len
     return ModelList(
         data=[ModelCard(id=gateway.model_id, created=gateway.created, owned_by="llm-gateway", max_model_len=max_len)]
@@ -70,7 +71,7 @@ async def models(gateway: Gateway) -> ModelList:
 
 
 @get("/v1/info", summary="Model provenance, runtime and limits", tags=["system"])
-async def info(gateway: Gateway) -> dict[str, Any]:
+async def info(gateway: NamedDependency[Gateway]) -> dict[str, Any]:
     m, s = gateway.manifest, gateway.settings
     return {
         "model_id": gateway.model_id,
@@ -108,7 +109,7 @@ async def info(gateway: Gateway) -> dict[str, Any]:
 
 
 @post("/v1/tokenize", summary="Text or chat messages to token ids", tags=["tokenizer"], status_code=200)
-async def tokenize(gateway: Gateway, data: JSONBody[TokenizeRequest]) -> TokenizeResponse:
+async def tokenize(gateway: NamedDependency[Gateway], data: JSONBody[TokenizeRequest]) -> TokenizeResponse:
     engine = gateway.require_engine()
     tok = engine.tokenizer
     if (data.prompt is None) == (data.messages is None):
@@ -121,7 +122,7 @@ async def tokenize(gateway: Gateway, data: JSONBody[TokenizeRequest]) -> Tokeniz
 
 
 @post("/v1/detokenize", summary="Token ids to text", tags=["tokenizer"], status_code=200)
-async def detokenize(gateway: Gateway, data: JSONBody[DetokenizeRequest]) -> DetokenizeResponse:
+async def detokenize(gateway: NamedDependency[Gateway], data: JSONBody[DetokenizeRequest]) -> DetokenizeResponse:
     engine = gateway.require_engine()
     check_token_ids(engine, data.tokens, "tokens")
     return DetokenizeResponse(prompt=engine.tokenizer.decode(data.tokens, skip_special_tokens=False))

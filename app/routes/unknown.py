@@ -15,6 +15,7 @@ from litestar import Router, route
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotFoundException
 from litestar.handlers import BaseRouteHandler
+from litestar.params import FromPath
 
 CATCH_ALL = "/{path:str}"
 CATCH_ALL_TEMPLATE = "/{path}"  # as Litestar reports it in scope["path_template"]
@@ -25,7 +26,7 @@ CATCH_ALL_TEMPLATE = "/{path}"  # as Litestar reports it in scope["path_template
     http_method=["POST", "PUT", "PATCH", "DELETE"],
     include_in_schema=False,
 )
-async def unknown(path: str) -> NoReturn:
+async def unknown(path: FromPath[str]) -> NoReturn:
     raise NotFoundException()
 
 
