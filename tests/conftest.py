@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -21,7 +22,18 @@ def run_cli(
     *args: str, cwd: Path | None = None, timeout: float = 900, env: dict | None = None, check: bool = False
 ) -> subprocess.CompletedProcess:
     merged = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    proc = subprocess.run([CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=merged)
+    # its own process group: on a timeout, the CLI's children (a bench's servers and workers) go with it
+    with subprocess.Popen(
+        [CLI, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=merged,
+        start_new_session=True,
+    ) as child:  # fmt: skip
+        try:
+            stdout, stderr = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.communicate()
+            raise
+    proc = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
     if check and proc.returncode != 0:
         raise AssertionError(f"llm-gateway {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
