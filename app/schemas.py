@@ -32,7 +32,11 @@ RepetitionPenalty = Annotated[
 ]
 Seed = Annotated[
     int,
-    _limited("seed", "Seed of this request's own random generator: same seed and parameters give the same text."),
+    _limited(
+        "seed",
+        "Seed of this request's own random generator: same seed and parameters give the same text (on int8 "
+        "variants, a prefix-cache hit can change it: send a distinct cache_salt for bit-reproducible runs).",
+    ),
 ]
 Stop = Annotated[
     str | list[str],

@@ -18,8 +18,10 @@ def folder(real_models):
 
 
 def test_same_seed_same_text_other_seed_other_text(folder):
+    # the prefix cache off: on the int8 default a hit (here: the twin running beside it) splits the prompt into
+    # other ORT calls, and int8 activations make the text depend on that split (docs/engine.md)
     async def main():
-        async with running_engine(folder) as engine:
+        async with running_engine(folder, prefix_cache_mb=0) as engine:
             ids = engine.tokenizer.encode_chat(PROMPTS[1])
             sample = lambda seed: SamplingParams(max_new_tokens=32, temperature=0.9, top_p=0.95, seed=seed)  # noqa: E731
             a, b, c = await asyncio.gather(*[generate(engine, ids, sample(s)) for s in (1, 1, 2)])
