@@ -31,7 +31,9 @@ PHONE = {"width": 390, "height": 844}
 SCREENSHOTS = os.environ.get("LLM_GATEWAY_TEST_SCREENSHOTS", "")
 
 
-@pytest.fixture(scope="session")
+# module scope, not session: Playwright's sync API keeps an asyncio loop running in this thread while it is
+# open, and every later test calling asyncio.run() would fail with "cannot be called from a running event loop"
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory) -> Iterator:
     from playwright.sync_api import sync_playwright
 
