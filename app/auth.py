@@ -26,6 +26,14 @@ def access_of(handler: BaseRouteHandler) -> Access:
     return Access(handler.opt.get("access", Access.KEY))
 
 
+def bearer_token(header: str) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header, or None when the header is anything else."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
 class ApiKeyGuard:
     def __init__(self, keys: Sequence[str], metrics_public: bool) -> None:
         self.keys = [key.encode() for key in keys]
@@ -46,10 +54,10 @@ class ApiKeyGuard:
             )
 
     def _authorized(self, header: str) -> bool:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(header)
+        if token is None:
             return False
-        presented = token.strip().encode("latin-1")
+        presented = token.encode("latin-1")
         # compare against every key, in constant time each, without stopping at a match
         matches = [hmac.compare_digest(presented, key) for key in self.keys]
         return any(matches)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from app.auth import bearer_token
 from app.config import Settings
 from app.errors import ApiError
 from app.schemas_responses import InputItemList, ListedItem, ResponseObject
@@ -109,7 +110,5 @@ def owner_of(headers: Mapping[str, str], settings: Settings) -> str | None:
     """
     if not (settings.api_keys or settings.api_key_file):
         return None
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return hashlib.sha256(token.strip().encode()).hexdigest()
+    token = bearer_token(headers.get("authorization", ""))
+    return None if token is None else hashlib.sha256(token.encode()).hexdigest()
