@@ -46,6 +46,18 @@ def kill_leftovers() -> None:
             proc.wait(timeout=10)
 
 
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+    """Send `sig` (SIGKILL after `timeout`) to a running process and return its exit code (-N: signal N)."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    return proc.returncode
+
+
 def free_port() -> int:
     """A TCP port nobody listens on at 127.0.0.1 right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -102,15 +114,9 @@ class ServeProcess:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
         """Send `sig` (SIGKILL after `timeout`) and return the exit code (-N: killed by signal N)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        code = stop_process(self.proc, sig, timeout)
         self._log.close()
-        return self.proc.returncode
+        return code
 
     def log_lines(self) -> list[dict]:
         """The JSON log lines written so far (other lines skipped)."""

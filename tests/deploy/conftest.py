@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.server import ServerError, free_port, wait_ready
+from benchmarks.server import ServerError, free_port, stop_process, wait_ready
 from tests.deploy.dockerfile import env_values, lay_out_context, read_stages, replay_pip_steps
 
 TOOL_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -132,9 +132,4 @@ def runtime_server(runtime_env, real_models, tmp_path_factory):
             pytest.fail(f"server not ready (exit {proc.poll()}):\n{server.stderr_text()[-4000:]}")
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)

@@ -24,6 +24,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.server import stop_process
 from tests.deploy.conftest import free_port, http_status
 from tests.deploy.dockerfile import REPO
 from tests.deploy.image import (
@@ -113,13 +114,7 @@ def server(image, container, tmp_path_factory):
         assert pid, "no server process found under `buildah run`"
         yield Server(proc, port, pid, logs)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 def test_image_keeps_its_contract(image):
