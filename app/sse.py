@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable
 
+import structlog
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from msgspec import Struct
 
@@ -23,6 +24,8 @@ KEEPALIVE_MESSAGE = ServerSentEventMessage(data=None, comment="keep-alive", sep=
 DONE_MESSAGE = ServerSentEventMessage(data="[DONE]", sep="\n")
 
 Render = Callable[[int, TokenEvent], Iterable[Struct]]
+
+log = structlog.get_logger("app.sse")
 
 
 def message(payload: Struct, event: str | None = None) -> ServerSentEventMessage:
@@ -69,19 +72,36 @@ async def _messages(
                 yield KEEPALIVE_MESSAGE
                 continue
             index, event = item
-            if event.error:
-                if failed is not None:
-                    for payload in failed(event.error):
-                        yield framed(payload)
-                else:
-                    error = ErrorBody(ErrorDetail(message=event.error, type="server_error", code="engine_error"))
-                    yield message(error, event=None if openai else "error")
-                if openai:
-                    yield DONE_MESSAGE
+            error, frames = event.error, []
+            if error is None:
+                try:
+                    frames = [framed(payload) for payload in render(index, event)]
+                except Exception:  # a route's bug, not the client's input: end the stream as a failure
+                    log.exception("stream render failed", choice=index)
+                    error = "internal error while rendering the stream"
+            if error is not None:
+                for frame in _failure(error, openai, failed, framed):
+                    yield frame
                 return
-            for payload in render(index, event):
-                yield framed(payload)
+            for frame in frames:
+                yield frame
     for payload in tail():
         yield framed(payload)
+    if openai:
+        yield DONE_MESSAGE
+
+
+def _failure(
+    error: str,
+    openai: bool,
+    failed: Callable[[str], Iterable[Struct]] | None,
+    framed: Callable[[Struct], ServerSentEventMessage],
+) -> Iterable[ServerSentEventMessage]:
+    """The last frames of a stream that failed: the route's own events or one error frame, then [DONE]."""
+    if failed is not None:
+        yield from (framed(payload) for payload in failed(error))
+    else:
+        body = ErrorBody(ErrorDetail(message=error, type="server_error", code="engine_error"))
+        yield message(body, event=None if openai else "error")
     if openai:
         yield DONE_MESSAGE
