@@ -55,6 +55,7 @@ def create_app(settings: Settings) -> Litestar:
 
     keys = settings.accepted_keys()
     render_plugins = pages.render_plugins()
+    pages_served = [path for plugin in render_plugins for path in plugin.paths]
     return Litestar(
         route_handlers=[
             *system.ROUTES,
@@ -71,7 +72,7 @@ def create_app(settings: Settings) -> Litestar:
             "context": Provide(provide_context, sync_to_thread=False),
         },
         middleware=[RequestMiddleware(metrics, catch_all=unknown.CATCH_ALL_TEMPLATE)],
-        guards=[ApiKeyGuard(keys, settings.metrics_public)] if keys else [],
+        guards=[unknown.PagesOnly(pages_served), *([ApiKeyGuard(keys, settings.metrics_public)] if keys else [])],
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.max_body_bytes,
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins), allow_headers=["*"])
@@ -81,7 +82,7 @@ def create_app(settings: Settings) -> Litestar:
             title="llm-gateway",
             version=VERSION,
             description="CPU-first LLM serving on ONNX Runtime: native and OpenAI-compatible routes.",
-            openapi_router=unknown.docs_router([path for plugin in render_plugins for path in plugin.paths]),
+            openapi_router=unknown.docs_router(),
             render_plugins=render_plugins,
         ),
         logging_config=None,

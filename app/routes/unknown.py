@@ -2,7 +2,7 @@
 
 The router answers most unknown paths itself (NotFoundException, through app/errors.py). One-segment paths
 are the exception: the docs router at "/" that OpenAPIConfig fills also gets Litestar's HTML 404 page for
-`GET /{path:str}`. The guard of `docs_router` turns that into the JSON 404, and `unknown` answers the other
+`GET /{path:str}`. The app guard `PagesOnly` turns that into the JSON 404, and `unknown` answers the other
 methods there (otherwise they would be a 405 from that GET-only route).
 """
 
@@ -17,6 +17,8 @@ from litestar.exceptions import NotFoundException
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath
 
+from app.auth import Access
+
 CATCH_ALL = "/{path:str}"
 CATCH_ALL_TEMPLATE = "/{path}"  # as Litestar reports it in scope["path_template"]
 
@@ -25,16 +27,24 @@ CATCH_ALL_TEMPLATE = "/{path}"  # as Litestar reports it in scope["path_template
     CATCH_ALL,
     http_method=["POST", "PUT", "PATCH", "DELETE"],
     include_in_schema=False,
+    opt={"access": Access.PUBLIC},  # a 404 reveals nothing a key would protect: same answer with or without one
 )
 async def unknown(path: FromPath[str]) -> NoReturn:
     raise NotFoundException()
 
 
-def docs_router(pages: Collection[str]) -> Router:
-    """The router for OpenAPIConfig(openapi_router=...): it serves `pages` and a JSON 404 for any other path."""
+def docs_router() -> Router:
+    """The router for OpenAPIConfig(openapi_router=...): its pages, and `unknown` for the other methods."""
+    return Router("/", route_handlers=[unknown], include_in_schema=False)
 
-    def pages_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        if connection.scope["path"] not in pages:
+
+class PagesOnly:
+    """App guard, ahead of the key guard: the docs router's GET catch-all answers a JSON 404 for any path
+    that is not one of its `pages`, with or without an API key (a 404 reveals nothing a key protects)."""
+
+    def __init__(self, pages: Collection[str]) -> None:
+        self.pages = frozenset(pages)
+
+    def __call__(self, connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        if CATCH_ALL in handler.paths and connection.scope["path"] not in self.pages:
             raise NotFoundException()
-
-    return Router("/", route_handlers=[unknown], guards=[pages_only], include_in_schema=False)

@@ -79,3 +79,6 @@ def test_refusals_carry_cors_headers(make_server):
     assert error_of(bad, 400)["param"] == "prompt" and bad.headers["access-control-allow-origin"] == origin
     ok = httpx.get(f"{srv.url}/v1/models", headers={"Origin": origin, "Authorization": "Bearer k1"})
     assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == origin
+    for method, path in [("GET", "/nope"), ("POST", "/nope"), ("GET", "/v1/nope")]:
+        unknown = httpx.request(method, f"{srv.url}{path}", headers={"Origin": origin})
+        assert error_of(unknown, 404)["type"] == "not_found_error", (method, path)  # with or without a key
