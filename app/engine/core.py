@@ -9,7 +9,7 @@ import numpy as np
 
 from app.engine import sampler
 from app.engine.errors import EngineFailed
-from app.engine.grammar import MaskFiller, StepMasks, advance
+from app.engine.grammar import MaskFiller, StepMasks, advance, allows
 from app.engine.prefix_cache import PrefixCache
 from app.engine.request import Sequence, TokenEvent, TokenLogprob
 from app.engine.runner import ModelRunner
@@ -100,20 +100,24 @@ class EngineCore:
     # -- sampling ----------------------------------------------------------------------------------
 
     def _start_masks(self, seqs: list[Sequence]) -> Future[StepMasks] | None:
-        """Start filling the bitmasks of every sequence with a grammar (None when there is none: plain batches
-        never pay for masks)."""
-        rows = [i for i, s in enumerate(seqs) if s.matcher is not None]
+        """Start filling the bitmasks of the grammar rows that always need one (sampled, penalized, biased,
+        logprobs). Plain greedy grammar rows wait for the logits: when the grammar allows their argmax, the
+        mask could not change it and is never computed. None when no row needs a mask now."""
+        rows = [i for i, s in enumerate(seqs) if s.matcher is not None and not _plain_greedy(s)]
         if not rows:
             return None
+        return self._filler().start(rows, [seqs[i].matcher for i in rows])
+
+    def _filler(self) -> MaskFiller:
         if self._masks is None:
             self._masks = MaskFiller(self.vocab_size)
-        return self._masks.start(rows, [seqs[i].matcher for i in rows])
+        return self._masks
 
     def _take_masks(self, pending: Future[StepMasks] | None) -> StepMasks | None:
-        """Wait for the fill (its errors are raised here, on the engine thread) and report its time."""
-        if pending is None:
-            return None
-        masks = pending.result()
+        """Wait for the fill (its errors are raised here, on the engine thread)."""
+        return None if pending is None else self._report(pending.result())
+
+    def _report(self, masks: StepMasks) -> StepMasks:
         self.observer.on_mask(masks.seconds, len(masks.rows))
         return masks
 
@@ -129,10 +133,20 @@ class EngineCore:
         picked: dict[int, int] = {}
         if plain:
             picked = dict(zip(plain, sampler.greedy(logits[plain]).tolist(), strict=True))
+            self._mask_refused(seqs, logits, picked)
         return [
             (picked[i], None) if i in picked else self._sample_row(seq, logits[i], raw.get(i, logits[i]))
             for i, seq in enumerate(seqs)
         ]
+
+    def _mask_refused(self, seqs: list[Sequence], logits: np.ndarray, picked: dict[int, int]) -> None:
+        """Greedy grammar rows whose argmax the grammar refuses: mask them (one call) and take the argmax again."""
+        refused = [i for i, t in picked.items() if seqs[i].matcher is not None and not allows(seqs[i].matcher, t)]
+        if not refused:
+            return
+        late = self._report(self._filler().fill_rows(refused, [seqs[i].matcher for i in refused]))
+        sampler.apply_masks(logits, late.rows, late.masks)
+        picked.update(zip(refused, sampler.greedy(logits[refused]).tolist(), strict=True))
 
     def _sample_row(self, seq: Sequence, row: np.ndarray, raw: np.ndarray) -> tuple[int, TokenLogprob | None]:
         """One token from row [V] (grammar mask already applied); logprobs come from raw [V], the model's own."""

@@ -92,8 +92,8 @@ class MaskFiller:
     """Bitmasks for the constrained rows of one step: int32 [rows, ceil(V/32)], bit t set = token t allowed.
 
     `start` fills them on a thread of its own while the engine thread is inside the ORT call of the same step
-    (both release the GIL): the tokens the matchers advanced on are known before that call, so the fill is off
-    the critical path unless it takes longer than the model."""
+    (both release the GIL): the tokens the matchers advanced on are known before that call. `fill_rows`
+    fills them at once, for the greedy rows whose favourite token the grammar refused."""
 
     def __init__(self, vocab_size: int, threads: int = 1) -> None:
         self.vocab_size = vocab_size
@@ -111,12 +111,19 @@ class MaskFiller:
 
     def start(self, rows: list[int], matchers: list[llguidance.LLMatcher]) -> Future[StepMasks]:
         """Fill in the background; nobody may advance `matchers` until the result is taken."""
-        return self._thread.submit(self._timed_fill, np.asarray(rows, np.intp), matchers)
+        return self._thread.submit(self.fill_rows, rows, matchers)
 
-    def _timed_fill(self, rows: np.ndarray, matchers: list[llguidance.LLMatcher]) -> StepMasks:
+    def fill_rows(self, rows: list[int], matchers: list[llguidance.LLMatcher]) -> StepMasks:
+        """The masks of `matchers`, which belong to batch rows `rows`, now."""
         start = time.perf_counter()
         masks = self.fill(matchers)
-        return StepMasks(rows, masks, time.perf_counter() - start)
+        return StepMasks(np.asarray(rows, np.intp), masks, time.perf_counter() - start)
+
+
+def allows(matcher: llguidance.LLMatcher, token: int) -> bool:
+    """Whether the grammar takes `token` next: one walk of its bytes, no mask (the matcher does not move). A
+    complete grammar answers False even for EOS, which its mask allows: the caller then masks."""
+    return matcher.validate_tokens([token]) == 1
 
 
 def advance(matcher: llguidance.LLMatcher, token: int) -> str | None:
