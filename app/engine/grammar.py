@@ -2,7 +2,7 @@
 one matcher per sequence, and the bitmasks of a whole batch filled in one call that releases the GIL.
 
 `GrammarCompiler.compile` is slow-ish (milliseconds, more for big schemas) and runs off the engine thread;
-everything the engine thread calls (`matcher`, `fill_masks`, `advance`) is cheap.
+everything the engine thread calls (`matcher`, `allows`, `advance`, the mask fills) is cheap.
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ class MaskFiller:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="llm-grammar-masks")
 
     def fill(self, matchers: list[llguidance.LLMatcher]) -> np.ndarray:
-        """One GIL-free call for every matcher; row i of the result belongs to matchers[i]."""
+        """One GIL-free call for every matcher; row i of the result belongs to matchers[i]. The result is a view
+        of a reused buffer, valid until the next fill."""
         if self._buffer.shape[0] < len(matchers):
             self._buffer = llg_numpy.allocate_token_bitmask(len(matchers), self.vocab_size)
         masks = self._buffer[: len(matchers)]  # [n, W]
