@@ -91,7 +91,7 @@ class Metrics:
         )
         self.grammar_mask = Histogram(
             "llm_grammar_mask_seconds",
-            "Filling the grammar bitmasks of one step (all constrained rows, one call)",
+            "Filling the grammar bitmasks that the rows of one step needed (one call)",
             buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1),
             registry=r,
         )

@@ -11,6 +11,7 @@ from msgspec import UNSET
 
 from benchmarks.machine import DISTURBED, ForeignLoad
 from benchmarks.results import MB, ContestantResult, Quality, Results
+from benchmarks.scenario_results import GrammarSpeed
 from benchmarks.stats import Summary
 
 RESULTS = "results.json"
@@ -174,6 +175,18 @@ def _requirement(results: Results, prefix: str) -> str:
     return f"{target.status}: {target.requirement}" if target else NA
 
 
+def _grammar_lines(g: GrammarSpeed | None) -> list[str]:
+    if g is None:
+        return []
+    return [
+        f"Grammars (llguidance, in the bench process, before the servers start): compile over the {g.schemas} test "
+        f"schemas p50 {g.compile_p50_ms:.2f} ms, p99 {g.compile_p99_ms:.2f} ms; one matcher's mask p50 "
+        f"{g.mask_p50_us:.0f} us, p99 {g.mask_p99_us:.0f} us; 16 masks in one call p50 {g.batch_mask_p50_us:.0f} us; "
+        f"applying 16 masks to the logits p50 {g.apply_p50_us:.0f} us.",
+        "",
+    ]
+
+
 def scenarios_section(results: Results) -> list[str]:
     lines = ["## Structured outputs and prefix cache", ""]
     sc = results.scenarios
@@ -218,6 +231,7 @@ def scenarios_section(results: Results) -> list[str]:
         "",
         *_table(["load", "with schema", "without", "ratio", "target"], structured),
         "",
+        *_grammar_lines(sc.grammar),
         f"Prefix cache (chat, {n['turn_tokens']} new tokens a request; the shared system prompt is an instruction "
         f"and the long plain prompt). Prompt tokens served from the cache over the chat's later turns: {share}.",
         "",

@@ -46,12 +46,25 @@ class StructuredFigures(msgspec.Struct):
     schema_tokens: Summary  # tokens a constrained stream produced (the schema ends it)
 
 
+class GrammarSpeed(msgspec.Struct, frozen=True):
+    """Compile and mask times over issue 11's test schemas, in the bench process (benchmarks/grammar_speed.py)."""
+
+    schemas: int
+    compile_p50_ms: float  # cold: a fresh compiler per repetition, so no schema is a cache hit
+    compile_p99_ms: float
+    mask_p50_us: float  # one matcher's mask, along a greedy walk through each schema
+    mask_p99_us: float
+    batch_mask_p50_us: float  # 16 matchers' masks in one call (the engine's per-step fill)
+    apply_p50_us: float  # the batched -inf of 16 rows of logits [16, V]
+
+
 class ScenarioResults(msgspec.Struct):
     counts: dict[str, int]
     cache_on: CacheFigures
     cache_off: CacheFigures
     cache_ratios: CacheRatios
     structured: StructuredFigures
+    grammar: GrammarSpeed | None = None
 
 
 def decode_tps(results: Sequence[StreamResult]) -> float:

@@ -15,9 +15,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.config import PREFIX
+from benchmarks.grammar_speed import measure as measure_grammar
 from benchmarks.load import HttpService, Scenario, StreamResult
 from benchmarks.plan import Plan, Prompt
-from benchmarks.scenario_results import Rep, ScenarioResults, cache_figures, cache_ratios, structured_figures
+from benchmarks.scenario_results import (
+    GrammarSpeed,
+    Rep,
+    ScenarioResults,
+    cache_figures,
+    cache_ratios,
+    structured_figures,
+)
 
 CACHE = f"{PREFIX}PREFIX_CACHE"
 COLD_ENV: Mapping[str, str] = {CACHE: "false"}  # every figure outside the cache scenarios: cold prefills
@@ -37,6 +45,7 @@ FRUIT_SCHEMA: Mapping[str, Any] = {
     "required": ["items"],
 }  # fmt: skip
 CONSTRAINED = {"json_schema": FRUIT_SCHEMA, "ignore_eos": False}  # the schema's end is the stream's end
+UNCONSTRAINED = "no schema,"  # how the twin of each constrained scenario is named
 
 QUESTIONS = (
     "What is the main idea of the text?", "Summarize the second paragraph in one sentence.",
@@ -90,10 +99,19 @@ def structured_scenarios(counts: ScenarioCounts) -> list[Scenario]:
     many = counts.schema_clients
     return [
         Scenario("schema, 1 stream", ((fruits,),), extra=CONSTRAINED),
-        Scenario("no schema, 1 stream", ((fruits,),)),
+        Scenario(f"{UNCONSTRAINED} 1 stream", ((fruits,),)),
         Scenario(f"schema, {many} streams", ((fruits,),) * many, extra=CONSTRAINED),
-        Scenario(f"no schema, {many} streams", ((fruits,),) * many),
+        Scenario(f"{UNCONSTRAINED} {many} streams", ((fruits,),) * many),
     ]
+
+
+def twin_tokens(scenario: Scenario, tokens: int, previous: Rep | None) -> int:
+    """An unconstrained structured scenario decodes as many tokens as its constrained twin just did (the
+    longest of its streams), so that both sides pay for the same prefills over the same number of tokens:
+    the aggregate ratio then compares decode steps, not how soon the schema ends."""
+    if previous is None or not scenario.name.startswith(UNCONSTRAINED):
+        return tokens
+    return max(r.timing.tokens for r in previous[0])
 
 
 def salted(scenario: Scenario, salt: str) -> dict[str, Any]:
@@ -114,6 +132,7 @@ class ScenarioRun:
     structured_names: list[str]  # schema and no schema, 1 stream then many
     results: dict[str, dict[str, list[Rep]]] = field(default_factory=dict)  # server -> scenario -> [rep]
     peak_rss_bytes: dict[str, int] = field(default_factory=dict)  # server -> VmHWM
+    grammar: GrammarSpeed | None = None  # compile and mask times over the test schemas, in the bench process
 
     def figures(self) -> ScenarioResults:
         on, off = self.results["cache_on"], self.results["cache_off"]
@@ -123,6 +142,7 @@ class ScenarioRun:
             cache_off=cache_figures(off, self.cache_names, self.peak_rss_bytes.get("cache_off")),
             cache_ratios=cache_ratios(on, off, self.cache_names),
             structured=structured_figures(off, self.structured_names, self.counts.schema_clients),
+            grammar=self.grammar,
         )
 
 
@@ -146,8 +166,10 @@ def run_scenarios(
     document: str,
     say: Callable[[str], None],
     make_service: Callable[[Path, Plan, Path, Mapping[str, str]], ScenarioService] = HttpService,
+    grammar_speed: Callable[[Path], GrammarSpeed | None] = measure_grammar,
 ) -> ScenarioRun:
-    """Start both servers, run `plan.reps` repetitions of every scenario on each, stop them."""
+    """Time the grammars (before any server runs), then start both servers, run `plan.reps` repetitions of
+    every scenario on each, stop them."""
     counts = ScenarioCounts.for_plan(plan)
     cache = cache_scenarios(counts, system_prompt(document), short)
     structured = structured_scenarios(counts)
@@ -156,6 +178,7 @@ def run_scenarios(
         "cache_off": [(s, counts.turn_tokens) for s in cache] + [(s, counts.schema_tokens) for s in structured],
     }
     run = ScenarioRun(counts, [s.name for s in cache], [s.name for s in structured], {name: {} for name in SERVERS})
+    run.grammar = grammar_speed(model_dir)
     services = {name: make_service(model_dir, plan, workdir, env) for name, env in SERVERS.items()}
     try:
         for name, service in services.items():
@@ -166,9 +189,10 @@ def run_scenarios(
         for rep in range(plan.reps):
             order = list(SERVERS) if rep % 2 == 0 else list(reversed(SERVERS))
             for name in order:
+                outcome: Rep | None = None
                 for scenario, tokens in loads[name]:
                     salted_scenario = replace(scenario, extra=salted(scenario, f"rep-{rep}"))
-                    outcome = services[name].run_results(salted_scenario, tokens)
+                    outcome = services[name].run_results(salted_scenario, twin_tokens(scenario, tokens, outcome))
                     run.results[name].setdefault(scenario.name, []).append(outcome)
             say(f"scenarios: repetition {rep + 1}/{plan.reps} done")
         for name, service in services.items():

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from concurrent.futures import Future
 
 import numpy as np
 
 from app.engine import sampler
 from app.engine.errors import EngineFailed
-from app.engine.grammar import MaskFiller, advance
+from app.engine.grammar import MaskFiller, StepMasks, advance, allows
 from app.engine.prefix_cache import PrefixCache
 from app.engine.request import Sequence, TokenEvent, TokenLogprob
 from app.engine.runner import ModelRunner
@@ -64,15 +64,17 @@ class EngineCore:
             seq.prefill_start = now
             self.observer.on_admitted(now - seq.arrival, len(seq.prompt_ids))
         ids = np.asarray(seq.prompt_ids[chunk.start : chunk.end], np.int64)  # [S]
+        masks = self._start_masks([seq] if chunk.completes_prompt else [])
         try:
             logits = self.runner.prefill(seq.slot, ids, chunk.start)  # [V]
         except Exception as exc:  # the runner failed: this request ends, the engine goes on
+            self._take_masks(masks)
             self.finish(seq, FinishReason.ERROR, events, error=_describe(exc))
             return
         self.observer.on_step("prefill", time.monotonic() - now, 1, len(ids))
         seq.computed = chunk.end
         if chunk.completes_prompt:
-            token, logprob = self._sample_row(seq, logits, self._grammar_masks([seq]).get(0))
+            ((token, logprob),) = self._sample_batch([seq], logits[None], self._take_masks(masks))
             self.scheduler.prefill_done(seq)
             self._accept(seq, token, logprob, events)
 
@@ -80,9 +82,11 @@ class EngineCore:
         start = time.monotonic()
         tokens = np.fromiter((s.last_token for s in seqs), np.int64, len(seqs))  # [n]
         lengths = np.fromiter((s.computed for s in seqs), np.int64, len(seqs))  # [n]
+        masks = self._start_masks(seqs)  # filled while ORT runs: the matchers already took `tokens`
         try:
             logits = self.runner.decode(tokens, lengths)  # [n, V]
         except Exception as exc:
+            self._take_masks(masks)
             error = _describe(exc)
             for seq in seqs:
                 self.finish(seq, FinishReason.ERROR, events, error=error)
@@ -90,49 +94,70 @@ class EngineCore:
         self.observer.on_step("decode", time.monotonic() - start, len(seqs), len(seqs))
         for seq in seqs:
             seq.computed += 1
-        for seq, (token, logprob) in zip(seqs, self._sample_batch(seqs, logits), strict=True):
+        for seq, (token, logprob) in zip(seqs, self._sample_batch(seqs, logits, self._take_masks(masks)), strict=True):
             self._accept(seq, token, logprob, events)
 
     # -- sampling ----------------------------------------------------------------------------------
 
-    def _sample_batch(self, seqs: list[Sequence], logits: np.ndarray) -> Iterable[tuple[int, TokenLogprob | None]]:
+    def _start_masks(self, seqs: list[Sequence]) -> Future[StepMasks] | None:
+        """Start filling the bitmasks of the grammar rows that always need one (sampled, penalized, biased,
+        logprobs). Plain greedy grammar rows wait for the logits: when the grammar allows their argmax, the
+        mask could not change it and is never computed. None when no row needs a mask now."""
+        rows = [i for i, s in enumerate(seqs) if s.matcher is not None and not _plain_greedy(s)]
+        if not rows:
+            return None
+        return self._filler().start(rows, [seqs[i].matcher for i in rows])
+
+    def _filler(self) -> MaskFiller:
+        if self._masks is None:
+            self._masks = MaskFiller(self.vocab_size)
+        return self._masks
+
+    def _take_masks(self, pending: Future[StepMasks] | None) -> StepMasks | None:
+        """Wait for the fill (its errors are raised here, on the engine thread)."""
+        return None if pending is None else self._report(pending.result())
+
+    def _report(self, masks: StepMasks) -> StepMasks:
+        self.observer.on_mask(masks.seconds, len(masks.rows))
+        return masks
+
+    def _sample_batch(
+        self, seqs: list[Sequence], logits: np.ndarray, masks: StepMasks | None
+    ) -> list[tuple[int, TokenLogprob | None]]:
+        """One token per row of logits [n, V] (masked in place: the runner's buffer is rewritten next step)."""
+        raw: dict[int, np.ndarray] = {}
+        if masks is not None:
+            raw = {int(i): logits[i].copy() for i in masks.rows if seqs[i].params.logprobs}  # [V] each
+            sampler.apply_masks(logits, masks.rows, masks.masks)
         plain = [i for i, s in enumerate(seqs) if _plain_greedy(s)]
         picked: dict[int, int] = {}
         if plain:
             picked = dict(zip(plain, sampler.greedy(logits[plain]).tolist(), strict=True))
-        masks = self._grammar_masks(seqs)  # constrained rows only; plain rows never pay for it
-        for i, seq in enumerate(seqs):
-            if i in picked:
-                yield picked[i], None
-            else:
-                yield self._sample_row(seq, logits[i], masks.get(i))
+            self._mask_refused(seqs, logits, picked)
+        return [
+            (picked[i], None) if i in picked else self._sample_row(seq, logits[i], raw.get(i, logits[i]))
+            for i, seq in enumerate(seqs)
+        ]
 
-    def _grammar_masks(self, seqs: list[Sequence]) -> dict[int, np.ndarray]:
-        """Batch index -> bitmask row [ceil(V/32)] for every sequence with a grammar, in one GIL-free call."""
-        rows = [i for i, s in enumerate(seqs) if s.matcher is not None]
-        if not rows:
-            return {}
-        if self._masks is None:
-            self._masks = MaskFiller(self.vocab_size)
-        start = time.monotonic()
-        masks = self._masks.fill([seqs[i].matcher for i in rows])  # [len(rows), W]
-        self.observer.on_mask(time.monotonic() - start, len(rows))
-        return dict(zip(rows, masks, strict=True))
+    def _mask_refused(self, seqs: list[Sequence], logits: np.ndarray, picked: dict[int, int]) -> None:
+        """Greedy grammar rows whose argmax the grammar refuses: mask them (one call) and take the argmax again."""
+        refused = [i for i, t in picked.items() if seqs[i].matcher is not None and not allows(seqs[i].matcher, t)]
+        if not refused:
+            return
+        late = self._report(self._filler().fill_rows(refused, [seqs[i].matcher for i in refused]))
+        sampler.apply_masks(logits, late.rows, late.masks)
+        picked.update(zip(refused, sampler.greedy(logits[refused]).tolist(), strict=True))
 
-    def _sample_row(
-        self, seq: Sequence, raw: np.ndarray, mask: np.ndarray | None = None
-    ) -> tuple[int, TokenLogprob | None]:
+    def _sample_row(self, seq: Sequence, row: np.ndarray, raw: np.ndarray) -> tuple[int, TokenLogprob | None]:
+        """One token from row [V] (grammar mask already applied); logprobs come from raw [V], the model's own."""
         params = seq.params
         suppressed = seq.stopping.suppressed(len(seq.output_ids))
-        row = raw
-        if params.penalized or suppressed or params.logit_bias or mask is not None:
-            row = raw.copy()
+        if params.penalized or suppressed or params.logit_bias:
+            row = row.copy()
             sampler.apply_penalties(row, params, seq.output_counts, seq.seen)
             sampler.apply_logit_bias(row, params.logit_bias)
             if suppressed:
                 row[list(suppressed)] = -np.inf
-            if mask is not None:
-                sampler.apply_mask(row, mask)
         token = sampler.sample(row, params, seq.rng)
         if not params.logprobs:
             return token, None
@@ -229,8 +254,10 @@ class EngineCore:
 
 
 def _plain_greedy(seq: Sequence) -> bool:
+    """An argmax of the row as it stands (a grammar's mask is already in it) picks this sequence's token."""
     p = seq.params
-    return p.greedy and not p.penalized and not p.shaped and not p.logprobs and len(seq.output_ids) >= p.min_new_tokens
+    plain = p.greedy and not p.penalized and not p.logit_bias and not p.logprobs
+    return plain and len(seq.output_ids) >= p.min_new_tokens
 
 
 def _describe(exc: Exception) -> str:

@@ -2,7 +2,7 @@
 one matcher per sequence, and the bitmasks of a whole batch filled in one call that releases the GIL.
 
 `GrammarCompiler.compile` is slow-ish (milliseconds, more for big schemas) and runs off the engine thread;
-everything the engine thread calls (`matcher`, `fill_masks`, `advance`) is cheap.
+everything the engine thread calls (`matcher`, `allows`, `advance`, the mask fills) is cheap.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import llguidance
@@ -77,21 +79,52 @@ class GrammarCompiler:
         return self.compile(grammar).deep_copy()
 
 
-class MaskFiller:
-    """Bitmasks for the constrained rows of one step: int32 [rows, ceil(V/32)], bit t set = token t allowed."""
+@dataclass(frozen=True, slots=True)
+class StepMasks:
+    """The bitmasks of one step's constrained rows."""
 
-    def __init__(self, vocab_size: int, threads: int = 2) -> None:
+    rows: np.ndarray  # [k] batch index of each constrained row, ascending
+    masks: np.ndarray  # [k, ceil(V/32)] int32, row j belongs to rows[j]
+    seconds: float  # time the fill took (on the mask thread)
+
+
+class MaskFiller:
+    """Bitmasks for the constrained rows of one step: int32 [rows, ceil(V/32)], bit t set = token t allowed.
+
+    `start` fills them on a thread of its own while the engine thread is inside the ORT call of the same step
+    (both release the GIL): the tokens the matchers advanced on are known before that call. `fill_rows`
+    fills them at once, for the greedy rows whose favourite token the grammar refused."""
+
+    def __init__(self, vocab_size: int, threads: int = 1) -> None:
         self.vocab_size = vocab_size
         self._executor = llguidance.LLExecutor(threads)
         self._buffer = llg_numpy.allocate_token_bitmask(1, vocab_size)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="llm-grammar-masks")
 
     def fill(self, matchers: list[llguidance.LLMatcher]) -> np.ndarray:
-        """One GIL-free call for every matcher; row i of the result belongs to matchers[i]."""
+        """One GIL-free call for every matcher; row i of the result belongs to matchers[i]. The result is a view
+        of a reused buffer, valid until the next fill."""
         if self._buffer.shape[0] < len(matchers):
             self._buffer = llg_numpy.allocate_token_bitmask(len(matchers), self.vocab_size)
         masks = self._buffer[: len(matchers)]  # [n, W]
         llg_numpy.fill_next_token_bitmask_par(self._executor, [(m, i) for i, m in enumerate(matchers)], masks)
         return masks
+
+    def start(self, rows: list[int], matchers: list[llguidance.LLMatcher]) -> Future[StepMasks]:
+        """Fill in the background; nobody may advance `matchers` until the result is taken."""
+        return self._thread.submit(self.fill_rows, rows, matchers)
+
+    def fill_rows(self, rows: list[int], matchers: list[llguidance.LLMatcher]) -> StepMasks:
+        """The masks of `matchers`, which belong to batch rows `rows`, now."""
+        start = time.perf_counter()
+        masks = self.fill(matchers)
+        return StepMasks(np.asarray(rows, np.intp), masks, time.perf_counter() - start)
+
+
+def allows(matcher: llguidance.LLMatcher, token: int) -> bool:
+    """Whether the grammar takes `token` next: one walk of its bytes, no mask (the matcher does not move). A
+    complete grammar answers False even for EOS, which its mask allows: the caller then masks."""
+    return matcher.validate_tokens([token]) == 1
 
 
 def advance(matcher: llguidance.LLMatcher, token: int) -> str | None:

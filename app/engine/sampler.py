@@ -93,13 +93,32 @@ def logprobs(logits: np.ndarray, token: int, top_n: int) -> tuple[float, list[tu
 
 
 def allowed_tokens(mask: np.ndarray, vocab: int) -> np.ndarray:
-    """Bitmask row int32 [ceil(V/32)] (bit t of word t//32, little-endian) -> bool [V]."""
-    return np.unpackbits(mask.view(np.uint8), bitorder="little", count=vocab).view(bool)
+    """Bitmask int32 [..., ceil(V/32)] (bit t of word t//32, little-endian) -> bool [..., V]."""
+    return np.unpackbits(mask.view(np.uint8), axis=-1, bitorder="little", count=vocab).view(bool)
+
+
+def banned_tokens(masks: np.ndarray, vocab: int) -> np.ndarray:
+    """Bitmasks int32 [..., ceil(V/32)] -> bool [..., V], True where the bit is clear (unpacks the complement:
+    one pass over [..., V] instead of two)."""
+    return allowed_tokens(~masks, vocab)
 
 
 def apply_mask(logits: np.ndarray, mask: np.ndarray) -> None:
     """In place on logits [V]: tokens whose bit is clear in mask [ceil(V/32)] get -inf."""
-    np.copyto(logits, -np.inf, where=~allowed_tokens(mask, logits.shape[-1]))
+    apply_masks(logits[None], np.zeros(1, np.intp), mask[None])
+
+
+def apply_masks(logits: np.ndarray, rows: np.ndarray, masks: np.ndarray) -> None:
+    """In place on logits [n, V]: row rows[j] keeps only the tokens whose bit is set in masks[j]
+    (masks [k, ceil(V/32)], rows [k] ascending). One batched operation; the other rows are not touched."""
+    if not len(rows):
+        return
+    banned = banned_tokens(masks, logits.shape[-1])  # [k, V]
+    first, last = int(rows[0]), int(rows[-1])
+    if last - first + 1 == len(rows):  # a run of rows (the usual case): masked through a view, no copy
+        np.copyto(logits[first : last + 1], -np.inf, where=banned)
+    else:
+        logits[rows] = np.where(banned, np.float32(-np.inf), logits[rows])
 
 
 def apply_logit_bias(logits: np.ndarray, bias: tuple[tuple[int, float], ...]) -> None:

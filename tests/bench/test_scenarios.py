@@ -15,6 +15,7 @@ from benchmarks.load import run_scenario
 from benchmarks.plan import load_prompts, make_plan
 from benchmarks.report import render
 from benchmarks.results import read_results, scenario_targets
+from benchmarks.scenario_results import GrammarSpeed
 from benchmarks.scenarios import (
     COLD_ENV,
     FRUIT_SCHEMA,
@@ -148,11 +149,12 @@ class StubService:
 
 
 STARTED: list[StubService] = []
+GRAMMAR = GrammarSpeed(21, 0.2, 20.0, 150.0, 900.0, 2500.0, 400.0)  # what benchmarks.grammar_speed measures
 
 
 def scenario_run(plan, lines):
     STARTED.clear()
-    return run_scenarios(Path("m"), plan, Path("w"), SHORT, DOCUMENT, lines.append, StubService)
+    return run_scenarios(Path("m"), plan, Path("w"), SHORT, DOCUMENT, lines.append, StubService, lambda _: GRAMMAR)
 
 
 def test_the_scenario_phase_warms_up_then_salts_every_repetition():
@@ -167,6 +169,9 @@ def test_the_scenario_phase_warms_up_then_salts_every_repetition():
     assert salts[warm:] == ["rep-0"] * turns + ["rep-1"] * turns
     assert sum("json_schema" in b for b in off.bodies) == 2 + 2 * (1 + QUICK.schema_clients)  # warm-ups, 2 reps
     assert not any("json_schema" in b for b in on.bodies)  # structured outputs run on the cache-off server
+    fruits = [b for b in off.bodies if b.get("prompt") == FRUITS and not b["cache_salt"].startswith("warm")]
+    plain = [b["max_new_tokens"] for b in fruits if "json_schema" not in b]
+    assert plain == [30] * len(plain) and len(plain) == 2 * (1 + QUICK.schema_clients)  # the twin's 30 tokens
     assert "scenarios: repetition 2/2 done" in lines[-1]
 
 
@@ -189,6 +194,7 @@ def test_scenario_figures_pair_the_servers_and_judge_the_issues_targets(results,
     assert f"{QUICK.turns}-turn chat, TTFT turns 2-{QUICK.turns} ms" in section
     assert section.count("PASS: ") + section.count("FAIL: ") == 7
     assert "| server peak RSS MB | 480 | 470 |" in section
+    assert figs.grammar == GRAMMAR and "compile over the 21 test schemas p50 0.20 ms, p99 20.00 ms" in section
     (tmp_path / "results.json").write_bytes(msgspec.json.encode(results))
     assert read_results(tmp_path / "results.json").scenarios == figs
 

@@ -238,3 +238,38 @@ def test_a_grammar_row_a_logit_bias_row_and_a_plain_row_share_decode_batches():
     assert ("decode", 3) in h.runner.calls  # the three rows were sampled from one batch
     assert h.observer.masks and set(h.observer.masks) == {1}  # only the grammar row paid for a mask
     assert h.runner.free
+
+
+def test_grammar_rows_apart_in_the_batch_match_their_solo_runs_and_report_raw_logprobs():
+    grammar = Grammar(GrammarKind.REGEX, "[dg]{5}")
+    prompts = create_prompts(4)
+
+    def constrained(name: str, prompt: list[int], **kw):
+        seq = create_sequence(name, prompt, greedy(8, grammar=grammar, **kw))
+        seq.matcher = fake_grammars().matcher(grammar)
+        return seq
+
+    h = Harness(max_running=4, prefill_chunk=16)
+    # rows 0 and 2 constrained, 1 and 3 plain: the masks land on rows that are not one run
+    # with logprobs the grammar rows are masked every step (filled while the runner runs), not only when refused
+    h.add(constrained("g0", prompts[0], logprobs=True), create_sequence("p1", prompts[1], greedy(8)))
+    h.add(constrained("g2", prompts[2], logprobs=True, top_logprobs=1), create_sequence("p3", prompts[3], greedy(8)))
+    h.run()
+    assert h.tokens("g0") == constrained_reference(prompts[0], 5)
+    assert h.tokens("g2") == constrained_reference(prompts[2], 5)
+    assert h.tokens("p1") == reference(prompts[1], 8) and h.tokens("p3") == reference(prompts[3], 8)
+    first = next(e for e in h.events["g2"] if e.logprobs).logprobs[0]
+    # the raw model's favourite, which the grammar bans, still tops the reported distribution
+    assert first.top[0][0] == reference(prompts[2], 1)[0] != first.token_id
+    assert h.observer.masks and max(h.observer.masks) == 2  # both grammar rows in one fill
+
+
+def test_a_greedy_grammar_row_is_masked_only_when_the_grammar_refuses_its_favourite():
+    h = Harness()
+    [prompt] = create_prompts(1)
+    anything = Grammar(GrammarKind.REGEX, "[a-z]*")  # the fake model's tokens are letters: never refused
+    seq = create_sequence("free", prompt, greedy(6, grammar=anything))
+    seq.matcher = fake_grammars().matcher(anything)
+    h.add(seq)
+    h.run()
+    assert h.tokens("free") == reference(prompt, 6) and h.observer.masks == []

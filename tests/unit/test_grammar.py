@@ -33,6 +33,23 @@ def test_apply_mask_leaves_only_allowed_tokens_finite():
     assert int(logits.argmax()) == 33
 
 
+@pytest.mark.parametrize("rows", [[0, 1, 2], [1, 2], [0, 2], [3]])
+def test_apply_masks_on_a_batch_equals_one_row_at_a_time_and_leaves_other_rows_alone(rows):
+    vocab = 70
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((4, vocab)).astype(np.float32)  # [n, V]
+    masks = np.stack([bitmask(sorted(rng.choice(vocab, 9, replace=False).tolist()), vocab) for _ in rows])  # [k, W]
+    expected = logits.copy()
+    for row, mask in zip(rows, masks, strict=True):
+        sampler.apply_mask(expected[row], mask)
+    batched = logits.copy()
+    sampler.apply_masks(batched, np.asarray(rows), masks)
+    np.testing.assert_array_equal(batched, expected)
+    untouched = [r for r in range(4) if r not in rows]
+    np.testing.assert_array_equal(batched[untouched], logits[untouched])
+    assert all(np.isfinite(batched[r]).sum() == 9 for r in rows)
+
+
 def test_logit_bias_bans_and_forces():
     logits = np.array([1.0, 5.0, 2.0, 0.5], np.float32)
     sampler.apply_logit_bias(logits, ((1, -100.0), (3, 100.0)))
@@ -108,3 +125,11 @@ def test_masks_for_several_matchers_in_one_call(compiler):
     row_a = {decode([int(t)]) for t in np.nonzero(sampler.allowed_tokens(masks[0], compiler.vocab_size))[0]}
     row_b = {decode([int(t)]) for t in np.nonzero(sampler.allowed_tokens(masks[1], compiler.vocab_size))[0]}
     assert row_a == {"x"} and row_b == {str(d) for d in range(10)}
+
+
+def test_masks_filled_in_the_background_equal_the_direct_fill(compiler):
+    grammars = [Grammar(GrammarKind.REGEX, "x"), Grammar(GrammarKind.REGEX, "[0-9]+")]
+    direct = MaskFiller(compiler.vocab_size).fill([compiler.matcher(g) for g in grammars]).copy()
+    step = MaskFiller(compiler.vocab_size).start([1, 3], [compiler.matcher(g) for g in grammars]).result()
+    assert step.rows.tolist() == [1, 3] and step.seconds >= 0
+    np.testing.assert_array_equal(step.masks, direct)
