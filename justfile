@@ -43,6 +43,10 @@ fmt:
 bench *ARGS:
     {{venv}}/llm-gateway bench {{ARGS}}
 
+# the same, with llama.cpp's llama-server as a contestant (how to build it: docs/benchmarks.md)
+bench-llama LLAMA_SERVER *ARGS:
+    {{venv}}/llm-gateway bench --llama-server {{LLAMA_SERVER}} {{ARGS}}
+
 # build the container image: Docker when a daemon answers, buildah otherwise (options: deploy/build_image.py --help)
 image *ARGS:
     python3 deploy/build_image.py {{ARGS}}

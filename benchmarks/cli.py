@@ -1,8 +1,9 @@
-"""`llm-gateway bench [--models DIR...] [--quick] [--out DIR]`: this stack against PyTorch, one sitting.
+"""`llm-gateway bench [--models DIR...] [--quick] [--out DIR] [--llama-server PATH [--gguf FILE]]`: this stack
+against PyTorch (and llama.cpp's server, when given), one sitting.
 
 Exit codes: 0 every contestant measured (targets pass or fail, they are figures, not checks);
 1 a contestant failed while running (the report says which and why); 2 nothing ran (bad arguments,
-missing or incompatible model folders, no baseline model).
+missing or incompatible model folders, no baseline model, a --llama-server that is not one).
 """
 
 from __future__ import annotations
@@ -42,6 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the structured-output and prefix-cache scenarios on two more servers (default: on; --quick: off, "
         "--quick --scenarios runs them with small counts)",
     )  # fmt: skip
+    parser.add_argument(
+        "--llama-server", type=Path, default=None, metavar="PATH",
+        help="also measure llama.cpp's llama-server binary through the same HTTP load (docs/benchmarks.md: "
+        "how to build it)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gguf", type=Path, default=None, metavar="FILE",
+        help="the GGUF llama-server serves (default: the GGUF the models were exported from)",
+    )  # fmt: skip
 
 
 def _command() -> str:
@@ -58,6 +68,7 @@ def _fail(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from app.engine.manifest import ManifestError, read_manifest
     from benchmarks.contestants import ContestError, baseline_source, build_contestants
+    from benchmarks.llama_server import LlamaServerError
     from benchmarks.plan import make_plan
     from benchmarks.results import source_size
     from export.errors import ExportError
@@ -79,9 +90,11 @@ def run(args: argparse.Namespace) -> int:
             raise ContestError(f"two --models folders hold the same variant ({', '.join(variants)})")
         source = baseline_source([m for _, m in folders])
         resolved = resolve_source(source)
-    except (ValueError, ManifestError, ContestError, ExportError) as exc:
+        llama = _llama_server(args, resolved)
+    except (ValueError, ManifestError, ContestError, ExportError, LlamaServerError) as exc:
         return _fail(str(exc))
-    contestants = build_contestants(folders, plan.http, source_size(resolved.location, resolved.gguf_file))
+    size = source_size(resolved.location, resolved.gguf_file)
+    contestants = build_contestants(folders, plan.http, size, llama)
     # SIGTERM and SIGINT unwind like Ctrl-C, so that the workers and the server this run started are stopped,
     # not orphaned
     interrupted = trap_signals()
@@ -91,6 +104,18 @@ def run(args: argparse.Namespace) -> int:
         return exit_code(exc, interrupted, "bench", "workers and server stopped, no report written", "")
     finally:
         kill_leftovers()
+
+
+def _llama_server(args: argparse.Namespace, resolved):
+    """The llama-server contestant, checked before anything runs; None without --llama-server."""
+    from benchmarks.llama_server import LlamaServerError, find_llama_server
+
+    if args.llama_server is None:
+        if args.gguf is not None:
+            raise LlamaServerError("--gguf is the model for --llama-server; pass --llama-server PATH too")
+        return None
+    source_gguf = Path(resolved.location) / resolved.gguf_file if resolved.gguf_file else None
+    return find_llama_server(args.llama_server, args.gguf, source_gguf, resolved.spec)
 
 
 def _execute(plan, contestants, folders, source: str | None, out: Path) -> int:

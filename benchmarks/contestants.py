@@ -1,17 +1,24 @@
 """Who competes: the PyTorch baseline, ORTModel on every Optimum folder, our engine on every folder,
-and the HTTP service on the first folder. Built from the model folders' manifests, before anything runs."""
+the HTTP service on the first folder, and llama-server on the GGUF when --llama-server is given. Built from
+the model folders' manifests, before anything runs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.engine.manifest import GraphKind, Manifest
+
+if TYPE_CHECKING:
+    from benchmarks.llama_server import LlamaServer
 
 PYTORCH = "pytorch"
 ORTMODEL = "ortmodel"
 ENGINE = "engine"
 HTTP = "http"
+LLAMA = "llama-server"
+SERVED = (HTTP, LLAMA)  # the contestants driven over HTTP by benchmarks/load.py
 
 
 class ContestError(Exception):
@@ -21,7 +28,7 @@ class ContestError(Exception):
 @dataclass(slots=True)
 class Contestant:
     id: str
-    kind: str  # PYTORCH | ORTMODEL | ENGINE | HTTP
+    kind: str  # PYTORCH | ORTMODEL | ENGINE | HTTP | LLAMA
     label: str
     model_dir: Path | None = None
     manifest: Manifest | None = None
@@ -29,6 +36,7 @@ class Contestant:
     size_bytes: int | None = None  # the model on disk
     size_note: str = ""
     notes: list[str] = field(default_factory=list)
+    llama: LlamaServer | None = None  # the binary and GGUF (LLAMA only)
 
     @property
     def variant(self) -> str | None:
@@ -48,7 +56,7 @@ def baseline_source(manifests: list[Manifest]) -> str | None:
 
 
 def build_contestants(
-    folders: list[tuple[Path, Manifest]], http: bool, source_size: tuple[int, str]
+    folders: list[tuple[Path, Manifest]], http: bool, source_size: tuple[int, str], llama: LlamaServer | None = None
 ) -> list[Contestant]:
     first_dir, first = folders[0]
     label = f"PyTorch fp32 generate ({first.source.name})"
@@ -67,6 +75,12 @@ def build_contestants(
     if not http:
         served.skipped = "not run: --no-http was given"
     items.append(served)
+    if llama is not None:
+        label = f"llama-server {llama.build} ({llama.gguf.name})"
+        size = llama.gguf.stat().st_size
+        items.append(
+            Contestant(LLAMA, LLAMA, label, size_bytes=size, size_note=f"{llama.gguf.name}, as is", llama=llama)
+        )
     return items
 
 

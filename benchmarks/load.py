@@ -55,9 +55,9 @@ class Scenario:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-def burst_scenario(prompt: Prompt, clients: int) -> Scenario:
+def burst_scenario(prompt: Prompt, clients: int, extra: Mapping[str, Any] | None = None) -> Scenario:
     """`clients` copies of one single-turn request sent at the same moment."""
-    return Scenario(f"{clients} clients", ((prompt,),) * clients)
+    return Scenario(f"{clients} clients", ((prompt,),) * clients, extra=extra or {})
 
 
 class StreamResult(msgspec.Struct, frozen=True):
@@ -217,13 +217,18 @@ async def served_model(client: httpx.AsyncClient) -> str:
 
 
 class HttpService:
-    """The runner's handle on the HTTP contestant: one `llm-gateway serve`, readiness polled from its start."""
+    """The runner's handle on the HTTP contestant: one `llm-gateway serve`, readiness polled from its start.
+    A subclass drives another OpenAI-compatible server (`_attach` its process; `extra_body` and `describe`)."""
+
+    extra_body: Mapping[str, Any] = {}  # merged into every request body
 
     def __init__(self, model_dir: Path, plan: Plan, workdir: Path, env: Mapping[str, str] | None = None) -> None:
-        self.plan = plan
         self.extra_env = dict(env or {})
-        env = server_env(plan.threads, env)
-        self.server = ServeProcess(model_dir, env, workdir / "logs")
+        self._attach(ServeProcess(model_dir, server_env(plan.threads, env), workdir / "logs"), plan)
+
+    def _attach(self, server: ServeProcess, plan: Plan) -> None:
+        self.plan = plan
+        self.server = server
         # readiness is polled from the start, so the load time does not depend on when the runner asks
         self._ready: Future[float] = Future()
         threading.Thread(target=self._poll_ready, name="bench-ready", daemon=True).start()
@@ -250,22 +255,28 @@ class HttpService:
     def warmup(self, prompts: list[EncodedPrompt], new_tokens: int, clients: int) -> list[str]:
         self.single(prompts, new_tokens)
         self.burst(prompts[0], clients, new_tokens, probe=False)
-        return [
+        return [self.describe()]
+
+    def describe(self) -> str:
+        """The report's note on how this server ran."""
+        return (
             f"`llm-gateway serve` on 127.0.0.1, model id {self.model!r}, {self.plan.threads} threads, the server's "
             "default settings (the shell's LLM_GATEWAY_* variables are not passed on)"
             + "".join(f", {k}={v}" for k, v in self.extra_env.items())
-        ]
+        )
 
     def single(self, prompts: list[EncodedPrompt], new_tokens: int) -> list[StreamTiming]:
         timings = []
         for prompt in prompts:
-            result = self.loop.run_until_complete(stream_one(self.client, prompt.prompt, self.model, new_tokens))
+            result = self.loop.run_until_complete(
+                stream_one(self.client, prompt.prompt, self.model, new_tokens, extra=self.extra_body)
+            )
             self._check_prompt_tokens(prompt, result.prompt_tokens)
             timings.append(result.timing)
         return timings
 
     def burst(self, prompt: EncodedPrompt, clients: int, new_tokens: int, probe: bool) -> Burst:
-        return self.run(burst_scenario(prompt.prompt, clients), new_tokens, probe)
+        return self.run(burst_scenario(prompt.prompt, clients, self.extra_body), new_tokens, probe)
 
     def run_results(self, scenario: Scenario, new_tokens: int) -> tuple[list[StreamResult], float]:
         """One scenario: every request's result (clients in order, each client's turns in order), the wall time."""
@@ -285,7 +296,7 @@ class HttpService:
         self._close_client()
         code = self.server.stop()
         if code not in (0, -15):
-            raise RuntimeError(f"`llm-gateway serve` exited with {code} on SIGTERM:\n{self.server.log_tail()}")
+            raise RuntimeError(f"{self.server.name} exited with {code} on SIGTERM:\n{self.server.log_tail()}")
         return rss
 
     def abort(self) -> None:

@@ -152,6 +152,55 @@ def concurrency_section(results: Results) -> list[str]:
     ]
 
 
+def llama_section(results: Results) -> list[str]:
+    """Ours (the HTTP service) against llama-server, both through the same HTTP harness in the same rounds."""
+    lines = ["## Against llama-server", ""]
+    llama = next((c for c in results.contestants if c.kind == "llama-server"), None)
+    http = results.contestant(results.default_http)
+    vs = http.vs_llama_server if http and http.vs_llama_server is not UNSET else None
+    if llama is None or http is None or vs is None:
+        reason = "run with --llama-server PATH (how to build it: docs/benchmarks.md)"
+        if llama is not None:
+            failed = next((c for c in (llama, http) if c and (c.skipped or c.error)), None)
+            reason = f"{failed.label}: {(failed.skipped or failed.error or '').splitlines()[0]}" if failed else NA
+        return [*lines, f"Not measured: {reason}.", ""]
+    cpu, plan = results.machine.cpu, results.plan
+    long_tokens = max(p.tokens for p in results.prompts if p.length == "long")
+    sides = [http, llama]
+    rows = [
+        ["single-stream decode tok/s", *(spread(c.single.decode_tps) for c in sides), ratio(vs.decode_tps),
+         *(ratio(_vs_pytorch(c, "decode_tps")) for c in sides)],
+        ["TTFT short prompts ms", *(spread(c.single.ttft_short_s, 1000, 0) for c in sides), ratio(vs.ttft_short_s),
+         *(ratio(_vs_pytorch(c, "ttft_short_s")) for c in sides)],
+        [f"TTFT long prompts ({long_tokens} tokens) ms", *(spread(c.single.ttft_long_s, 1000, 0) for c in sides),
+         ratio(vs.ttft_long_s), *(ratio(_vs_pytorch(c, "ttft_long_s")) for c in sides)],
+    ]  # fmt: skip
+    for n, r in sorted(vs.aggregate_tps.items()):
+        figs = [c.concurrency[n] for c in sides]
+        rows.append([f"{n} clients, aggregate tok/s", *(spread(f.aggregate_tps) for f in figs), ratio(r),
+                     *(ratio(f.vs_pytorch_single) for f in figs)])  # fmt: skip
+    rss = [NA if c.peak_rss_bytes is None else f"{c.peak_rss_bytes / MB:.0f}" for c in sides]
+    rows.append(["peak RSS MB", *rss, NA if vs.peak_rss is None else f"{vs.peak_rss:.2f}x", NA, NA])
+    head = ["figure", http.label, llama.label, "ours / llama-server", "ours vs PyTorch", "llama-server vs PyTorch"]
+    return [
+        *lines,
+        f"{llama.label} on {cpu.model} ({', '.join(cpu.key_flags) or 'no AVX flags'}), {plan.threads} threads, "
+        "serving the GGUF our export starts from, measured through the same HTTP load as the HTTP service (the "
+        f"same prompts, client counts and {plan.new_tokens} new tokens with EOS ignored, greedy, no prompt cache on "
+        "either side) in the same rounds. Ratios are ours over llama-server's, paired repetition by repetition: "
+        "> 1 means ours is faster; for peak RSS it is ours / llama-server's (< 1: ours is smaller). Its flags are "
+        "in the notes below.",
+        "",
+        *_table(head, rows),
+        "",
+    ]
+
+
+def _vs_pytorch(c: ContestantResult, name: str) -> Summary | None:
+    """One of a contestant's speed-ups over PyTorch, None when PyTorch was not measured."""
+    return getattr(c.vs_pytorch, name, None) or None
+
+
 def health_section(results: Results) -> list[str]:
     http = results.contestant(results.default_http)
     health = http.health if http else UNSET
@@ -332,6 +381,11 @@ def reproduce_section(results: Results) -> list[str]:
         "```bash",
         *exports,
         f"llm-gateway bench --models {folders}   # add --quick for a run under 5 minutes",
+        *[
+            f"llm-gateway bench --models {folders} --llama-server PATH   # and llama.cpp's server (docs/benchmarks.md)"
+            for c in results.contestants
+            if c.kind == "llama-server"
+        ],
         "```",
         "",
         f"This run: `{results.command}`. The raw figures, every repetition included, are in results.json.",
@@ -342,7 +396,7 @@ def reproduce_section(results: Results) -> list[str]:
 def render(results: Results, image_dir: str = "img") -> str:
     sections = [
         header(results), targets_section(results), single_section(results), concurrency_section(results),
-        health_section(results), scenarios_section(results),
+        llama_section(results), health_section(results), scenarios_section(results),
         memory_section(results), quality_section(results), charts_section(image_dir),
         notes_section(results), reproduce_section(results),
     ]  # fmt: skip
@@ -373,7 +427,8 @@ def decode_chart(results: Results, path: Path) -> None:
     med = [_decode(c).median for c in rows]
     low = [m - _decode(c).min for m, c in zip(med, rows, strict=True)]
     high = [_decode(c).max - m for m, c in zip(med, rows, strict=True)]
-    colors = ["#9e9e9e" if c.kind == "pytorch" else "#1f77b4" if c.kind != "http" else "#2ca02c" for c in rows]
+    palette = {"pytorch": "#9e9e9e", "http": "#2ca02c", "llama-server": "#ff7f0e"}
+    colors = [palette.get(c.kind, "#1f77b4") for c in rows]
     fig, ax = plt.subplots(figsize=(8, 0.6 * len(rows) + 1.6))
     ax.barh(labels, med, xerr=[low, high], color=colors, capsize=3)
     top = [m + h for m, h in zip(med, high, strict=True)]

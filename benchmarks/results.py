@@ -16,11 +16,12 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from app.engine.manifest import Manifest
-from benchmarks.contestants import ENGINE, HTTP, PYTORCH, Contestant
+from benchmarks.contestants import ENGINE, HTTP, LLAMA, PYTORCH, Contestant
 from benchmarks.machine import ForeignLoad, Machine
 from benchmarks.plan import EncodedPrompt, Plan
 from benchmarks.scenario_results import ScenarioResults
 from benchmarks.stats import Figures, Measured, Summary, burst_vs_single, figures, percentile, single_vs
+from benchmarks.vs_llama import VsLlamaServer, vs_llama_server
 
 SCHEMA = 1
 MB = 1_000_000
@@ -96,6 +97,7 @@ class ContestantResult(msgspec.Struct):
     concurrency: dict[int, BurstFigures] | UnsetType = UNSET  # clients -> figures ("16" in JSON)
     health: Health | UnsetType = UNSET
     vs_engine: Speedups | UnsetType = UNSET
+    vs_llama_server: VsLlamaServer | UnsetType = UNSET  # the HTTP service, when llama-server ran
 
     @property
     def measured(self) -> bool:
@@ -186,6 +188,9 @@ def _shown(value: float | None, unit: str) -> str:
     return f"{value:.{digits}f}{'' if unit == 'x' else ' '}{unit}"
 
 
+LLAMA_QUALITY = Quality(False, note="llama-server runs the GGUF as it is; its quality is not measured by the bench")
+
+
 def quality(manifest: Manifest | None) -> Quality:
     if manifest is None:
         return Quality(True, note="the reference: other contestants' quality is measured against it")
@@ -226,7 +231,7 @@ def contestant_entry(
     entry = ContestantResult(
         c.id, c.kind, c.label, c.variant, str(c.model_dir) if c.model_dir else None,
         c.skipped, m.error if m else None, c.notes, m.load_s if m else None, m.peak_rss_bytes if m else None,
-        c.size_bytes, c.size_note, quality(c.manifest),
+        c.size_bytes, c.size_note, LLAMA_QUALITY if c.kind == LLAMA else quality(c.manifest),
     )  # fmt: skip
     if f is None:
         return entry
@@ -264,6 +269,11 @@ def build_results(
     if http is not None and default_engine in figs and http.id in figs:
         single = single_vs(figs[http.id], figs[default_engine])
         next(e for e in entries if e.id == http.id).vs_engine = Speedups(single["decode_tps"])
+    llama = next((c for c in contestants if c.kind == LLAMA), None)
+    if http is not None and llama is not None and http.id in figs and llama.id in figs:
+        rss = [measured[c.id].peak_rss_bytes for c in (http, llama)]
+        vs = vs_llama_server(llama.id, figs[http.id], figs[llama.id], *rss)
+        next(e for e in entries if e.id == http.id).vs_llama_server = vs
     pytorch = next(c for c in contestants if c.kind == PYTORCH)
     info = PlanInfo(
         plan.mode, plan.reps, plan.new_tokens, plan.warmup_tokens, list(plan.levels), plan.threads,
@@ -277,7 +287,7 @@ def build_results(
         results.scenarios = scenarios
     if scenario_error is not None:
         results.scenario_error = scenario_error
-    results.targets = evaluate(results) + scenario_targets(results)
+    results.targets = evaluate(results) + llama_targets(results) + scenario_targets(results)
     return results
 
 
@@ -382,6 +392,26 @@ def _why(contestant: ContestantResult | None, what: str) -> str:
     if contestant.error:
         return f"no {what}: {contestant.error.splitlines()[0]}"
     return f"no {what} in this run"
+
+
+def llama_targets(results: Results) -> list[Target]:
+    """Issue 16's targets against llama-server, when it was part of the run (none otherwise)."""
+    llama = next((c for c in results.contestants if c.kind == LLAMA), None)
+    if llama is None:
+        return []
+    http = results.contestant(results.default_http)
+    vs = http.vs_llama_server if http and http.vs_llama_server is not UNSET else None
+    missing = _why(llama if llama.skipped or llama.error else http, "paired figures of both servers")
+    paired = "HTTP service over llama-server, same harness, median of per-repetition ratios"
+    return [
+        _judge("single-stream decode vs llama-server", "HTTP decode tokens/s >= 1.2x llama-server's on the same GGUF",
+               _median(vs.decode_tps if vs else None), "x", lambda v: v >= 1.2, paired, missing),
+        _judge("aggregate at 16 concurrent vs llama-server", "HTTP 16-client aggregate tokens/s >= 2x llama-server's",
+               _median(vs.aggregate_tps.get(16) if vs else None), "x", lambda v: v >= 2.0, paired,
+               _why(http, "16-client bursts of both servers (run with --clients including 16)")),
+        _judge("long-prompt TTFT vs llama-server", "HTTP long-prompt TTFT <= 0.6x llama-server's (speed-up >= 1.67x)",
+               _median(vs.ttft_long_s if vs else None), "x", lambda v: v >= 1 / 0.6, paired + " (speed-up)", missing),
+    ]  # fmt: skip
 
 
 def scenario_targets(results: Results) -> list[Target]:

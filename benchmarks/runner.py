@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from benchmarks.contestants import ENGINE, HTTP, Contestant
+from benchmarks.contestants import ENGINE, HTTP, LLAMA, SERVED, Contestant
 from benchmarks.machine import RoundLog, cpu_mark
 from benchmarks.plan import EncodedPrompt, Plan
 from benchmarks.scenario_results import ScenarioResults
@@ -19,7 +19,7 @@ from benchmarks.worker import Worker
 
 
 class Driver(Protocol):
-    """The runner's view of a contestant: a Worker process or the HttpService."""
+    """The runner's view of a contestant: a Worker process, the HttpService or the LlamaService."""
 
     @property
     def pid(self) -> int: ...
@@ -38,10 +38,10 @@ class Driver(Protocol):
 
 
 def bursting(contestants: list[Contestant], quick: bool) -> set[str]:
-    """Who runs the concurrency bursts: the engine on every variant and the HTTP service; with --quick,
-    only the first (default) variant's engine and the HTTP service."""
+    """Who runs the concurrency bursts: the engine on every variant, the HTTP service and llama-server; with
+    --quick, only the first (default) variant's engine, the HTTP service and llama-server."""
     engines = [c.id for c in contestants if c.kind == ENGINE]
-    return {c.id for c in contestants if c.kind == HTTP} | set(engines[:1] if quick else engines)
+    return {c.id for c in contestants if c.kind in SERVED} | set(engines[:1] if quick else engines)
 
 
 class Progress:
@@ -75,6 +75,12 @@ def make_driver(c: Contestant, setup: Setup) -> Driver:
 
         assert c.model_dir is not None
         return HttpService(c.model_dir, setup.plan, setup.workdir, COLD_ENV)
+    if c.kind == LLAMA:
+        from benchmarks.llama_server import LlamaService, slot_context
+
+        assert c.llama is not None
+        slot_tokens = slot_context(setup.prompts, max(setup.plan.new_tokens, setup.plan.warmup_tokens))
+        return LlamaService(c.llama, setup.plan, setup.workdir, slot_tokens)
     return Worker(c, setup.plan, setup.source, setup.workdir)
 
 

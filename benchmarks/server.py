@@ -22,6 +22,7 @@ import httpx
 
 HOST = "127.0.0.1"
 SERVE = (sys.executable, "-m", "llm_gateway", "serve")
+SERVE_NAME = "`llm-gateway serve`"
 
 _started: list[subprocess.Popen] = []
 
@@ -71,45 +72,56 @@ def wait_ready(
     expect: int = 200,
     exited: Callable[[], int | None] = lambda: None,
     log: Callable[[], str] = str,
+    path: str = "/v1/ready",
+    name: str = SERVE_NAME,
 ) -> float:
-    """Poll GET {url}/v1/ready until it answers `expect`; the seconds it took. Raises ServerError when
+    """Poll GET {url}{path} until it answers `expect`; the seconds it took. Raises ServerError when
     `exited()` reports an exit code first, or after `timeout` seconds, with `log()` in the message."""
     start = time.monotonic()
     with httpx.Client(base_url=url, timeout=2.0) as client:
         while time.monotonic() - start < timeout:
             code = exited()
             if code is not None:
-                raise ServerError(f"`llm-gateway serve` exited with {code}:\n{log()}")
+                raise ServerError(f"{name} exited with {code}:\n{log()}")
             try:
-                if client.get("/v1/ready").status_code == expect:
+                if client.get(path).status_code == expect:
                     return time.monotonic() - start
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-    raise ServerError(f"`llm-gateway serve` was not ready after {timeout:.0f}s:\n{log()}")
+    raise ServerError(f"{name} was not ready after {timeout:.0f}s:\n{log()}")
 
 
 class ServeProcess:
     """One `llm-gateway serve --model MODEL --port PORT` with exactly the environment `env`; stdout and
-    stderr go to `log_dir/server-PORT.log`."""
+    stderr go to `log_dir/server-PORT.log`. A subclass serves another program the same way (its `name`,
+    readiness route and log name; `_launch` with its command line for a port)."""
+
+    name = SERVE_NAME
+    ready_path = "/v1/ready"
+    log_name = "server"
 
     def __init__(self, model: Path, env: Mapping[str, str], log_dir: Path, serve: Sequence[str] = SERVE) -> None:
+        self._launch(lambda port: [*serve, "--model", str(model), "--port", str(port)], env, log_dir)
+
+    def _launch(self, command: Callable[[int], list[str]], env: Mapping[str, str], log_dir: Path) -> None:
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
-        self.log_path = log_dir / f"server-{self.port}.log"
+        self.log_path = log_dir / f"{self.log_name}-{self.port}.log"
         log_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.started = time.monotonic()
-        cmd = [*serve, "--model", str(model), "--port", str(self.port)]
-        self.proc = spawn(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=dict(env))
+        self.proc = spawn(
+            command(self.port), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=dict(env)
+        )
 
     @property
     def host(self) -> str:
         return HOST
 
     def wait_ready(self, timeout: float = 120.0, expect: int = 200) -> float:
-        """Seconds from the process start until GET /v1/ready first answered `expect`."""
-        wait_ready(self.url, timeout, expect, self.proc.poll, self.log_tail)
+        """Seconds from the process start until GET `ready_path` first answered `expect`."""
+        wait_ready(self.url, timeout, expect, self.proc.poll, self.log_tail, self.ready_path, self.name)
         return time.monotonic() - self.started
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:

@@ -241,3 +241,12 @@ def burst_vs_single(ours: Figures, base: Figures) -> dict[int, Summary | None]:
     """Aggregate tokens/s at each concurrency over the baseline's single-stream decode tokens/s."""
     base_tps = [r.decode_tps for r in base.single_reps]
     return {n: paired([r.aggregate_tps for r in reps], base_tps) for n, reps in ours.burst_reps.items()}
+
+
+def burst_vs(ours: Figures, base: Figures) -> dict[int, Summary | None]:
+    """Aggregate tokens/s of `ours` over `base`'s at each client count both measured (> 1: ours is faster)."""
+    return {
+        n: paired([r.aggregate_tps for r in reps], [r.aggregate_tps for r in base.burst_reps[n]])
+        for n, reps in ours.burst_reps.items()
+        if n in base.burst_reps
+    }
