@@ -37,6 +37,13 @@ class ExactReport:
     sources: dict[str, list[str]] = field(default_factory=dict)  # graph weight -> GGUF tensors behind it
     formats: dict[str, str] = field(default_factory=dict)  # graph weight -> GGUF type(s)
     kept: list[str] = field(default_factory=list)  # weights left in fp32 (float or unknown source rows)
+    bits: dict[str, int] = field(default_factory=dict)  # graph weight -> MatMulNBits width
+
+    @property
+    def body_bits(self) -> int | None:
+        """The width most weights got (4 for a Q4_1 file, 8 for Q8_0)."""
+        widths = list(self.bits.values())
+        return max(set(widths), key=widths.count) if widths else None
 
 
 @dataclass
@@ -68,6 +75,7 @@ def encode_exact(
         report.errors[node.input[1]] = match.max_abs_error
         report.sources[node.input[1]] = match.tensors
         report.formats[node.input[1]] = match.blocks.source_type
+        report.bits[node.input[1]] = match.blocks.bits
         linears.setdefault(node.input[0], []).append(_Linear(node, match.blocks))
     encoder = _Encoder(graph, term, accuracy_level)
     replaced = {id(lin.node): (x, group) for x, group in linears.items() for lin in group}
@@ -161,7 +169,7 @@ class _Encoder:
         else:  # one [K, K / block] 0/1 matrix per input turns x into its block sums in one MatMul
             blocksum = f"{x}/blocksum{blocks.block_size}"
             ones = np.kron(np.eye(per_row, dtype=np.float32), np.ones((blocks.block_size, 1), np.float32))
-            indicator = self._add(f"{x}/block_indicator{blocks.block_size}", ones)  # [K, K / block]
+            indicator = self._add(f"block_indicator_{per_row}x{blocks.block_size}", ones)  # [K, K / block], shared
             sums = [helper.make_node("MatMul", [x, indicator], [blocksum], name=f"{name}/BlockSum")]
         return [
             *sums,

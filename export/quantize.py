@@ -74,7 +74,7 @@ def quantize(model: onnx.ModelProto, quant: Quant, gguf: Path | None = None) -> 
             print(f"gguf-blocks {name}: {report.formats[name]} from {', '.join(report.sources.get(name, []))}, "
                   f"max abs error {error:.3g}")  # fmt: skip
         print(f"gguf-blocks kept in fp32: {', '.join(report.kept) or 'none'}")
-        return model, msgspec.structs.replace(recipe, max_abs_error=report.errors)
+        return model, msgspec.structs.replace(recipe, bits=report.body_bits, max_abs_error=report.errors)
     head = lm_head_node(model).name
     bits = recipe.bits or 8
     lm_bits = recipe.overrides.get("lm_head", bits)
