@@ -26,7 +26,7 @@ def test_embedded_gguf_exports_its_own_blocks_exactly(real_models):
         {next(a.i for a in n.attribute if a.name == "bits") for n in graph.node if n.op_type == "MatMulNBits"}
     )
     assert bits == [4, 8] and "MatMul" in ops  # the block-minimum terms
-    assert m.size_bytes < 150e6
+    assert m.size_bytes < 160e6  # int8: 194 MB
     log = (folder / "export.log").read_text()
     assert "Q4_1 from blk.0.attn_q.weight, blk.0.attn_k.weight, blk.0.attn_v.weight" in log
 
