@@ -50,14 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="PCT",
-        help="accept up to PCT%% perplexity over PyTorch (default per quant: fp32 0.1, int8 2, int4 35)",
+        help="accept up to PCT%% perplexity over PyTorch (default per quant: fp32 0.1, int8 2, int4 35, gguf 1)",
     )
     parser.add_argument(
         "--min-top1",
         type=float,
         default=None,
         metavar="FRAC",
-        help="minimum next-token top-1 agreement with PyTorch (default per quant: 0.99/0.90/0.60)",
+        help="minimum next-token top-1 agreement with PyTorch (default per quant: 0.99/0.90/0.60/0.90)",
     )
     parser.add_argument(
         "--threads",
