@@ -63,6 +63,11 @@ def run_export(opts: ExportOptions) -> tuple[Path, Manifest]:
     from export.loading import load_config
 
     source = resolve_source(opts.source)
+    if opts.quant is Quant.GGUF and not source.is_gguf:
+        raise ExportError(
+            f"--quant gguf keeps a GGUF file's own weight blocks, and {source.spec} is not a GGUF source",
+            hint="pass a .gguf file (or nothing, for the embedded GGUF), or choose --quant int8 / int4 / fp32",
+        )
     config = load_config(source)
     from export.graphs import pick_graph
 
@@ -123,7 +128,8 @@ def _build(opts: ExportOptions, source: Source, config, graph: GraphKind, tmp: P
         surgery.prepare_decoder(model)
     onnx_name = f"model.{opts.quant}.onnx"
     with progress.stage("quantize", str(opts.quant)):
-        model, recipe = quantize.quantize(model, opts.quant)
+        gguf = Path(source.location) / source.gguf_file if source.gguf_file else None
+        model, recipe = quantize.quantize(model, opts.quant, gguf)
         onnx.save_model(
             model,
             str(tmp / onnx_name),

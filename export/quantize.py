@@ -6,12 +6,15 @@ Measured on SmolLM2-135M on this project's 2-vCPU machine (docs/export.md has th
   Optimum's ORTQuantizer dynamic int8 (avx512_vnni, per channel) was tried too: perplexity x5. Not used.
 - 4-bit blocks, asymmetric, block 32, lm_head kept at 8 bits: +22% perplexity, fastest decode.
 Both quantized levels also turn the token embedding into 8-bit blocks (GatherBlockQuantized).
+- gguf (GGUF sources only): no re-quantization; the source's own blocks, exactly (export/exact.py).
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
+import msgspec
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -43,13 +46,35 @@ RECIPES: dict[Quant, Recipe] = {
         overrides={"lm_head": 8},
         notes="4-bit body; the lm_head (tied embedding, 21% of SmolLM2's weights) stays at 8 bits",
     ),
+    Quant.GGUF: Recipe(
+        method="gguf-blocks",
+        bits=4,
+        block_size=BLOCK_SIZE,
+        symmetric=False,
+        accuracy_level=ACCURACY_LEVEL,
+        algorithm="exact/shared",
+        notes="the GGUF's own blocks: Q8_0/Q5_0/Q5_1/Q5_K/Q6_K in 8-bit MatMulNBits, Q4_0/Q4_1/Q4_K in 4-bit; "
+        "float block offsets (Q4_1, Q5_1, K-quant minima) as blocksum(x) @ offsets, one blocksum per input",
+    ),
 }
 
 
-def quantize(model: onnx.ModelProto, quant: Quant) -> tuple[onnx.ModelProto, Recipe]:
+def quantize(model: onnx.ModelProto, quant: Quant, gguf: Path | None = None) -> tuple[onnx.ModelProto, Recipe]:
+    """`gguf`: the source GGUF file, which `Quant.GGUF` reads its blocks from."""
     recipe = RECIPES[quant]
     if recipe.method == "none":
         return model, recipe
+    if recipe.method == "gguf-blocks":
+        from export.exact import MinimumTerm, encode_exact
+
+        if gguf is None:
+            raise ValueError("--quant gguf needs the source GGUF file")
+        report = encode_exact(model, gguf, MinimumTerm(recipe.algorithm.split("/")[1]), recipe.accuracy_level or 4)
+        for name, error in report.errors.items():
+            print(f"gguf-blocks {name}: {report.formats[name]} from {', '.join(report.sources.get(name, []))}, "
+                  f"max abs error {error:.3g}")  # fmt: skip
+        print(f"gguf-blocks kept in fp32: {', '.join(report.kept) or 'none'}")
+        return model, msgspec.structs.replace(recipe, bits=report.body_bits, max_abs_error=report.errors)
     head = lm_head_node(model).name
     bits = recipe.bits or 8
     lm_bits = recipe.overrides.get("lm_head", bits)
@@ -69,6 +94,21 @@ def quantize_embedding(model: onnx.ModelProto, block_size: int = BLOCK_SIZE) -> 
     113 MB of SmolLM2's 275 MB. 8-bit blocks of 32 take 31 MB, and they are exact for a GGUF whose
     embedding is Q8_0 (same blocks, same absmax scale). Returns whether an embedding was found.
     """
+    found = embedding_table(model, block_size)
+    if found is None:
+        return False
+    node, table = found
+    vocab, hidden = table.shape
+    blocks = table.reshape(vocab, hidden // block_size, block_size)  # [V, H / 32, 32]
+    scale = np.abs(blocks).max(-1) / 127.0  # [V, H / 32]
+    scale[scale == 0] = 1.0
+    q = np.clip(np.round(blocks / scale[..., None]), -127, 127).astype(np.int16) + 128
+    replace_gather(model.graph, node, q.astype(np.uint8).reshape(vocab, hidden), scale, block_size)
+    return True
+
+
+def embedding_table(model: onnx.ModelProto, block_size: int = BLOCK_SIZE) -> tuple[onnx.NodeProto, np.ndarray] | None:
+    """The token embedding's Gather and its fp32 table [V, H], if the graph has one."""
     graph = model.graph
     inits = {init.name: init for init in graph.initializer}
     producers = {out: node for node in graph.node for out in node.output}
@@ -76,38 +116,38 @@ def quantize_embedding(model: onnx.ModelProto, block_size: int = BLOCK_SIZE) -> 
         if node.op_type != "Gather" or node.domain not in ("", "ai.onnx"):
             continue
         table = _float_table(node.input[0], inits, producers)
-        if table is None or table.shape[1] % block_size:
-            continue
-        vocab, hidden = table.shape
-        blocks = table.reshape(vocab, hidden // block_size, block_size)  # [V, H / 32, 32]
-        scale = np.abs(blocks).max(-1) / 127.0  # [V, H / 32]
-        scale[scale == 0] = 1.0
-        q = np.clip(np.round(blocks / scale[..., None]), -127, 127).astype(np.int16) + 128
-        name = node.name or node.output[0]
-        graph.initializer.extend(
-            [
-                numpy_helper.from_array(q.astype(np.uint8).reshape(vocab, hidden), f"{name}.q8"),
-                numpy_helper.from_array(scale.astype(np.float32), f"{name}.scales"),
-                numpy_helper.from_array(np.full(scale.shape, 128, np.uint8), f"{name}.zero_points"),
-            ]
-        )
-        replacement = helper.make_node(
-            "GatherBlockQuantized",
-            [f"{name}.q8", node.input[1], f"{name}.scales", f"{name}.zero_points"],
-            list(node.output),
-            name=f"{name}_Q8",
-            domain="com.microsoft",
-            gather_axis=0,
-            quantize_axis=1,
-            block_size=block_size,
-            bits=8,
-        )
-        index = list(graph.node).index(node)
-        graph.node.remove(node)
-        graph.node.insert(index, replacement)
-        _drop_unused(graph)
-        return True
-    return False
+        if table is not None and table.shape[1] % block_size == 0:
+            return node, table
+    return None
+
+
+def replace_gather(
+    graph: onnx.GraphProto, node: onnx.NodeProto, codes: np.ndarray, scales: np.ndarray, block_size: int
+) -> None:
+    """Swap `node` for a GatherBlockQuantized over 8-bit `codes` [V, H] (zero point 128) and `scales` [V, H / block]."""
+    name = node.name or node.output[0]
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(codes.astype(np.uint8), f"{name}.q8"),
+            numpy_helper.from_array(scales.astype(np.float32), f"{name}.scales"),
+            numpy_helper.from_array(np.full(scales.shape, 128, np.uint8), f"{name}.zero_points"),
+        ]
+    )
+    replacement = helper.make_node(
+        "GatherBlockQuantized",
+        [f"{name}.q8", node.input[1], f"{name}.scales", f"{name}.zero_points"],
+        list(node.output),
+        name=f"{name}_Q8",
+        domain="com.microsoft",
+        gather_axis=0,
+        quantize_axis=1,
+        block_size=block_size,
+        bits=8,
+    )
+    index = list(graph.node).index(node)
+    graph.node.remove(node)
+    graph.node.insert(index, replacement)
+    drop_unused(graph)
 
 
 def _float_table(name: str, inits: dict, producers: dict) -> np.ndarray | None:
@@ -123,7 +163,7 @@ def _float_table(name: str, inits: dict, producers: dict) -> np.ndarray | None:
     return np.ascontiguousarray(array)
 
 
-def _drop_unused(graph: onnx.GraphProto) -> None:
+def drop_unused(graph: onnx.GraphProto) -> None:
     """Remove nodes whose outputs nobody reads, then initializers nobody reads."""
     outputs = {o.name for o in graph.output}
     while True:

@@ -27,6 +27,7 @@ class Quant(enum.StrEnum):
     FP32 = "fp32"
     INT8 = "int8"
     INT4 = "int4"
+    GGUF = "gguf"  # the GGUF source's own blocks, exactly (export/exact.py); GGUF sources only
 
 
 class SourceInfo(msgspec.Struct, kw_only=True):
@@ -66,7 +67,7 @@ class GraphIO(msgspec.Struct, kw_only=True):
 
 
 class Recipe(msgspec.Struct, kw_only=True):
-    method: str  # "none" | "matmulnbits"
+    method: str  # "none" | "matmulnbits" | "gguf-blocks"
     bits: int | None = None
     block_size: int | None = None
     symmetric: bool | None = None
@@ -74,6 +75,8 @@ class Recipe(msgspec.Struct, kw_only=True):
     algorithm: str | None = None
     overrides: dict[str, int] = {}  # node name -> bits, where they differ from `bits`
     notes: str = ""
+    # gguf-blocks: graph weight -> max abs error against the GGUF's dequantized values (0 up to fp32 rounding)
+    max_abs_error: dict[str, float] = {}
 
 
 class Thresholds(msgspec.Struct, kw_only=True):
