@@ -28,6 +28,10 @@ _OPT_LEVELS = {
 
 
 def open_session(onnx_path: Path, config: SessionConfig) -> ort.InferenceSession:
+    return ort.InferenceSession(str(onnx_path), session_options(config), providers=["CPUExecutionProvider"])
+
+
+def session_options(config: SessionConfig) -> ort.SessionOptions:
     so = ort.SessionOptions()
     so.intra_op_num_threads = config.intra_op_threads
     so.inter_op_num_threads = 1
@@ -38,4 +42,4 @@ def open_session(onnx_path: Path, config: SessionConfig) -> ort.InferenceSession
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if config.allow_spinning else "0")
     so.add_session_config_entry("session.force_spinning_stop", "1")
     so.log_severity_level = 3
-    return ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    return so
