@@ -50,7 +50,7 @@ class Settings:
     """Let ORT worker threads spin between kernels of one step (faster decode, busier cores)."""
     max_running: int = 32
     """Most sequences decoded together in one batch (KV_BUDGET_MB decides how many fit)."""
-    kv_budget_mb: int = 160
+    kv_budget_mb: int = 128
     """KV memory the running sequences may reserve, in MB: a request is admitted while its prompt + max new
     tokens fit beside the others' (fp32 SmolLM2-135M: 45 KB a token); 0: max_running alone bounds the batch."""
     max_waiting: int = 64

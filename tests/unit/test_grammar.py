@@ -11,6 +11,7 @@ from app.engine import sampler
 from app.engine.errors import InvalidParams
 from app.engine.grammar import GrammarCompiler, MaskFiller, advance
 from app.engine.params import Grammar, GrammarKind, SamplingParams
+from tests.unit.fakes import VOCAB, fake_grammars
 
 
 def bitmask(allowed: list[int], vocab: int) -> np.ndarray:
@@ -108,3 +109,17 @@ def test_masks_for_several_matchers_in_one_call(compiler):
     row_a = {decode([int(t)]) for t in np.nonzero(sampler.allowed_tokens(masks[0], compiler.vocab_size))[0]}
     row_b = {decode([int(t)]) for t in np.nonzero(sampler.allowed_tokens(masks[1], compiler.vocab_size))[0]}
     assert row_a == {"x"} and row_b == {str(d) for d in range(10)}
+
+
+def test_the_llguidance_tokenizer_is_built_on_the_first_grammar_only():
+    built = []
+
+    def make():
+        built.append(1)
+        return fake_grammars().tokenizer
+
+    compiler = GrammarCompiler(make, VOCAB)
+    assert built == [] and compiler.vocab_size == VOCAB  # loading a model costs no grammar memory
+    compiler.compile(Grammar(GrammarKind.REGEX, "[dg]{5}"))
+    compiler.compile(Grammar(GrammarKind.REGEX, "d+"))
+    assert built == [1]
