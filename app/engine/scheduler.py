@@ -77,7 +77,8 @@ class Scheduler:
         self._admit()
         chunk = None
         if self.prefilling is not None:
-            # alone, the whole prompt goes at once; beside running streams, in chunks that bound their stall
+            # alone, the prompt goes in calls of up to SOLO_PREFILL_CHUNK; beside running streams, in chunks
+            # that bound their stall
             chunk = self._chunk(self.prefilling, self.prefill_chunk if self.running else SOLO_PREFILL_CHUNK)
         return StepPlan(chunk, list(self.running))
 
