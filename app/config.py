@@ -48,8 +48,11 @@ class Settings:
     """ONNX Runtime intra-op threads."""
     allow_spinning: bool = True
     """Let ORT worker threads spin between kernels of one step (faster decode, busier cores)."""
-    max_running: int = 16
-    """Sequences decoded together in one batch."""
+    max_running: int = 32
+    """Most sequences decoded together in one batch (KV_BUDGET_MB decides how many fit)."""
+    kv_budget_mb: int = 128
+    """KV memory the running sequences may reserve, in MB: a request is admitted while its prompt + max new
+    tokens fit beside the others' (fp32 SmolLM2-135M: 45 KB a token); 0: max_running alone bounds the batch."""
     max_waiting: int = 64
     """Requests queued beyond the running batch; more get 429."""
     max_model_len: int = 2048
@@ -112,6 +115,7 @@ class Settings:
             max_len=self.max_model_len,
             prefill_chunk=self.prefill_chunk,
             prefix_cache_mb=self.prefix_cache_mb if self.prefix_cache else 0,
+            kv_budget_mb=self.kv_budget_mb,
         )
 
     def accepted_keys(self) -> tuple[str, ...]:
@@ -152,6 +156,7 @@ def _check(settings: Settings) -> None:
         ("max_model_len", settings.max_model_len >= 16, "must be at least 16"),
         ("prefill_chunk", settings.prefill_chunk >= 16, "must be at least 16"),
         ("prefix_cache_mb", settings.prefix_cache_mb >= 0, "must be 0 or more"),
+        ("kv_budget_mb", settings.kv_budget_mb >= 0, "must be 0 (no budget) or a size in MB"),
         ("port", 0 <= settings.port <= 65535, "must be a TCP port"),
         ("max_body_bytes", settings.max_body_bytes >= 1024, "must be at least 1024"),
         ("request_timeout", settings.request_timeout > 0, "must be positive"),

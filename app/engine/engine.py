@@ -22,6 +22,7 @@ from app.engine.detokenizer import IncrementalDetokenizer
 from app.engine.errors import EngineStopped, InvalidParams, PromptTooLong, QueueFull
 from app.engine.grammar import GrammarCompiler
 from app.engine.manifest import GraphKind, Manifest, read_manifest
+from app.engine.memory import kv_budget_tokens, trim_heap
 from app.engine.params import SamplingParams
 from app.engine.prefix_cache import PrefixCache
 from app.engine.request import PROMPT_TAIL_FOR_DETOKENIZER, Sequence, TokenEvent
@@ -43,6 +44,7 @@ class EngineConfig:
     max_len: int = 2048
     prefill_chunk: int = 128
     prefix_cache_mb: int = 64  # KV of ended sequences kept for reuse; 0 turns the prefix cache off
+    kv_budget_mb: int = 0  # KV the running sequences may reserve (prompt + max_new_tokens each); 0: no budget
 
 
 class RequestStream:
@@ -96,7 +98,9 @@ class ModelParts:
         grammars = GrammarCompiler.from_tokenizer_json(
             config.model_dir / "tokenizer.json", shape.vocab_size, tuple(shape.eos_token_ids)
         )
-        return cls(manifest, runner, TextTokenizer(config.model_dir, shape), grammars)
+        tokenizer = TextTokenizer(config.model_dir, shape)
+        trim_heap()
+        return cls(manifest, runner, tokenizer, grammars)
 
 
 def _prefix_cache(config: EngineConfig, parts: ModelParts) -> PrefixCache | None:
@@ -119,7 +123,8 @@ class Engine:
         self.eos_token_ids = tuple(shape.eos_token_ids)
         self.grammars = parts.grammars
         self.observer = observer or NullObserver()
-        self._scheduler = Scheduler(config.max_running, config.prefill_chunk)
+        self.kv_budget_tokens = kv_budget_tokens(config.kv_budget_mb, parts.runner.kv_bytes_per_token)
+        self._scheduler = Scheduler(config.max_running, config.prefill_chunk, self.kv_budget_tokens)
         self._runner = parts.runner
         self.prefix_cache = _prefix_cache(config, parts)
         self._core = EngineCore(parts.runner, self._scheduler, self.observer, self.prefix_cache)
@@ -173,7 +178,7 @@ class Engine:
             max_running=self.config.max_running,
             max_waiting=self.config.max_waiting,
             cached_tokens=self.prefix_cache.cached_tokens if self.prefix_cache is not None else 0,
-            kv_usage=slot_tokens / (self._runner.max_slots * self.max_len),
+            kv_usage=min(1.0, slot_tokens / (self.kv_budget_tokens or self._runner.max_slots * self.max_len)),
         )
 
     # -- requests ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,19 +42,37 @@ def to_llguidance(grammar: Grammar) -> str:
 
 
 class GrammarCompiler:
-    """One per model: the llguidance tokenizer and an LRU of checked grammars (same schema, no recompile)."""
+    """One per model: the llguidance tokenizer and an LRU of checked grammars (same schema, no recompile).
 
-    def __init__(self, tokenizer: llguidance.LLTokenizer) -> None:
-        self.vocab_size = tokenizer.vocab_size
-        self.tokenizer = tokenizer
+    `tokenizer` may be a function that builds it: it is then built on the first grammar, not at load
+    (SmolLM2's holds ~40 MB that a server without constrained requests never needs)."""
+
+    def __init__(
+        self, tokenizer: llguidance.LLTokenizer | Callable[[], llguidance.LLTokenizer], vocab_size: int = 0
+    ) -> None:
+        self._tokenizer = tokenizer if isinstance(tokenizer, llguidance.LLTokenizer) else None
+        self._make_tokenizer = tokenizer if self._tokenizer is None else None
+        self.vocab_size = vocab_size or self.tokenizer.vocab_size
         self._compiled: OrderedDict[Grammar, llguidance.LLMatcher] = OrderedDict()  # never advanced: copied
         self._lock = threading.Lock()
         self.on_compiled = None  # optional callable (kind, seconds), set by the metrics layer
 
     @classmethod
     def from_tokenizer_json(cls, path: Path, vocab_size: int, eos_token_ids: tuple[int, ...]) -> GrammarCompiler:
-        """The compiler for a model directory's `tokenizer.json`."""
-        return cls(llguidance.LLTokenizer(_byte_level_json(path), n_vocab=vocab_size, eos_token=list(eos_token_ids)))
+        """The compiler for a model directory's `tokenizer.json`; its tokenizer is read on the first grammar."""
+        eos = list(eos_token_ids)
+        return cls(
+            lambda: llguidance.LLTokenizer(_byte_level_json(path), n_vocab=vocab_size, eos_token=eos), vocab_size
+        )
+
+    @property
+    def tokenizer(self) -> llguidance.LLTokenizer:
+        if self._tokenizer is None:
+            with self._lock:
+                if self._tokenizer is None and self._make_tokenizer is not None:
+                    self._tokenizer = self._make_tokenizer()
+        assert self._tokenizer is not None
+        return self._tokenizer
 
     def compile(self, grammar: Grammar) -> llguidance.LLMatcher:
         """Build `grammar`'s matcher and remember it; raises InvalidParams with the compiler's message.

@@ -4,6 +4,8 @@ No numpy and no ORT here. Invariants after every call:
 - running sequence i sits in KV slot i (slots 0..n-1 are one contiguous decode batch);
 - at most one sequence prefills at a time, in slot n (right after the decode batch); within one step,
   further prompts may follow it (`next_prefill`) while the step's prefill token budget lasts;
+- the sequences in slots reserve KV for their prompt plus max_new_tokens; a waiting sequence is admitted
+  only while the reservations fit `kv_budget_tokens` (or when no other sequence holds a slot), oldest first;
 - `finish` returns the slot moves that restore both after a sequence leaves.
 """
 
@@ -40,10 +42,23 @@ class Move:
     length: int  # cached positions to carry
 
 
+# a prompt alone is still prefilled in calls of at most this many tokens: ORT's arena keeps the largest
+# activations it ever served (attention scores grow with the square of the call's length), so one 2,000-token
+# call left RSS ~100 MB higher for good; in 512-token calls ~45 MB, at the same speed (docs/engine.md)
+SOLO_PREFILL_CHUNK = 512
+
+
+def kv_reservation(seq: Sequence) -> int:
+    """KV positions `seq` may come to hold: its prompt and every token it may generate."""
+    return len(seq.prompt_ids) + seq.params.max_new_tokens
+
+
 class Scheduler:
-    def __init__(self, max_running: int, prefill_chunk: int) -> None:
+    def __init__(self, max_running: int, prefill_chunk: int, kv_budget_tokens: int | None = None) -> None:
         self.max_running = max_running
         self.prefill_chunk = prefill_chunk
+        self.kv_budget_tokens = kv_budget_tokens  # None: only max_running bounds the batch
+        self.reserved_tokens = 0  # kv_reservation of every sequence in a slot (running or prefilling)
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self.prefilling: Sequence | None = None
@@ -62,8 +77,9 @@ class Scheduler:
         self._admit()
         chunk = None
         if self.prefilling is not None:
-            # alone, the whole prompt goes at once; beside running streams, in chunks that bound their stall
-            chunk = self._chunk(self.prefilling, self.prefill_chunk if self.running else None)
+            # alone, the prompt goes in calls of up to SOLO_PREFILL_CHUNK; beside running streams, in chunks
+            # that bound their stall
+            chunk = self._chunk(self.prefilling, self.prefill_chunk if self.running else SOLO_PREFILL_CHUNK)
         return StepPlan(chunk, list(self.running))
 
     def next_prefill(self, spent: int, decoding: bool) -> PrefillChunk | None:
@@ -75,18 +91,25 @@ class Scheduler:
         return self._chunk(self.prefilling, self.prefill_chunk - spent) if self.prefilling is not None else None
 
     def _admit(self) -> None:
-        if self.prefilling is None and self.waiting and len(self.running) < self.max_running:
+        if self.prefilling is None and self.waiting and len(self.running) < self.max_running and self._fits():
             seq = self.waiting.popleft()
             seq.status = RequestStatus.PREFILLING
             seq.slot = len(self.running)
             self.prefilling = seq
+            self.reserved_tokens += kv_reservation(seq)
             if self.on_admit is not None:
                 self.on_admit(seq)
 
+    def _fits(self) -> bool:
+        """The oldest waiting sequence's reservation fits beside the others' (alone, any request fits: the
+        engine refused those that exceed max_len). No overtaking: a later, smaller one waits behind it."""
+        if self.kv_budget_tokens is None or not self.running:
+            return True
+        return self.reserved_tokens + kv_reservation(self.waiting[0]) <= self.kv_budget_tokens
+
     @staticmethod
-    def _chunk(seq: Sequence, budget: int | None) -> PrefillChunk:
-        end = len(seq.prompt_ids) if budget is None else min(len(seq.prompt_ids), seq.computed + budget)
-        return PrefillChunk(seq, seq.computed, end)
+    def _chunk(seq: Sequence, budget: int) -> PrefillChunk:
+        return PrefillChunk(seq, seq.computed, min(len(seq.prompt_ids), seq.computed + budget))
 
     def prefill_done(self, seq: Sequence) -> None:
         seq.status = RequestStatus.RUNNING
@@ -96,6 +119,8 @@ class Scheduler:
     def finish(self, seq: Sequence) -> list[Move]:
         """Take `seq` out of the queues; return the KV moves that keep the slots contiguous."""
         seq.status = RequestStatus.FINISHED
+        if seq.slot >= 0:
+            self.reserved_tokens -= kv_reservation(seq)
         if self.prefilling is seq:
             self.prefilling = None
             return []

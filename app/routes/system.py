@@ -97,6 +97,7 @@ async def info(gateway: NamedDependency[Gateway]) -> dict[str, Any]:
         },
         "limits": {
             "max_running": s.max_running,
+            "kv_budget_mb": s.kv_budget_mb,
             "max_waiting": s.max_waiting,
             "max_model_len": gateway.engine.max_len if gateway.engine else s.max_model_len,
             "context_length": m.model.context_length,

@@ -18,6 +18,7 @@ def test_info_reports_provenance_runtime_and_limits(server):
     assert len(m["source"]["sha256"]) == 64 and m["validation"]["passed"]
     assert info["runtime"]["onnxruntime_version"].startswith("1.") and info["runtime"]["threads"] == 2
     assert info["limits"]["max_model_len"] == 2048 and info["limits"]["max_running"] >= 1
+    assert info["limits"]["kv_budget_mb"] == 128
 
 
 def test_tokenize_detokenize_round_trip(server):

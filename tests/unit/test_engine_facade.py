@@ -13,6 +13,7 @@ from app.engine.engine import Engine, EngineConfig, ModelParts
 from app.engine.errors import InvalidParams, PromptTooLong, QueueFull
 from app.engine.params import Grammar, GrammarKind, SamplingParams
 from app.engine.request import TokenEvent
+from app.engine.stats import NullObserver
 from app.engine.stopping import FinishReason
 from tests.unit.fakes import (
     FakeRunner,
@@ -213,3 +214,34 @@ def test_a_zero_budget_turns_the_prefix_cache_off():
     cache, runs, stats, runner = asyncio.run(main())
     assert cache is None and stats.cached_tokens == 0 and not runner.snapshots
     assert [events[-1].usage.cached_tokens for _, events in runs] == [0, 0]
+
+
+def test_the_kv_budget_bounds_the_batch_and_every_request_still_gets_its_reference():
+    class Batches(NullObserver):
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+
+        def on_step(self, kind: str, seconds: float, batch_size: int, tokens: int) -> None:
+            if kind == "decode":
+                self.sizes.append(batch_size)
+
+    async def main():
+        # 1 MB of fake KV is 1,024 positions; each request reserves 6 + 250: four fit, max_running would allow 8
+        cfg = EngineConfig(model_dir=None, max_len=512, max_running=8, kv_budget_mb=1)  # type: ignore[arg-type]
+        runner = FakeRunner(max_slots=9, max_len=512)
+        parts = ModelParts(fake_manifest(512), runner, FakeTokenizer(), fake_grammars())  # type: ignore[arg-type]
+        observer = Batches()
+        engine = Engine(cfg, observer, parts)
+        engine.start()
+        try:
+            prompts = create_prompts(6, length=6)
+            params = SamplingParams(max_new_tokens=250, ignore_eos=True)
+            results = await asyncio.gather(*[collect(engine.submit(p, params)) for p in prompts])
+            assert await engine.drain(1.0) and idle(engine) and runner.free
+        finally:
+            await engine.shutdown()
+        return engine.kv_budget_tokens, observer.sizes, prompts, results
+
+    budget, sizes, prompts, results = asyncio.run(main())
+    assert budget == 1024 and max(sizes) == 4
+    assert [tokens for tokens, _ in results] == [reference(p, 250) for p in prompts]

@@ -11,6 +11,7 @@ from app.engine import sampler
 from app.engine.errors import InvalidParams
 from app.engine.grammar import GrammarCompiler, MaskFiller, advance
 from app.engine.params import Grammar, GrammarKind, SamplingParams
+from tests.unit.fakes import VOCAB, fake_grammars
 
 
 def bitmask(allowed: list[int], vocab: int) -> np.ndarray:
@@ -133,3 +134,17 @@ def test_masks_filled_in_the_background_equal_the_direct_fill(compiler):
     step = MaskFiller(compiler.vocab_size).start([1, 3], [compiler.matcher(g) for g in grammars]).result()
     assert step.rows.tolist() == [1, 3] and step.seconds >= 0
     np.testing.assert_array_equal(step.masks, direct)
+
+
+def test_the_llguidance_tokenizer_is_built_on_the_first_grammar_only():
+    built = []
+
+    def make():
+        built.append(1)
+        return fake_grammars().tokenizer
+
+    compiler = GrammarCompiler(make, VOCAB)
+    assert built == [] and compiler.vocab_size == VOCAB  # loading a model costs no grammar memory
+    compiler.compile(Grammar(GrammarKind.REGEX, "[dg]{5}"))
+    compiler.compile(Grammar(GrammarKind.REGEX, "d+"))
+    assert built == [1]

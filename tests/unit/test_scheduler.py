@@ -5,12 +5,12 @@ import numpy as np
 from app.engine.detokenizer import IncrementalDetokenizer
 from app.engine.params import SamplingParams
 from app.engine.request import RequestStatus, Sequence
-from app.engine.scheduler import Move, Scheduler
+from app.engine.scheduler import SOLO_PREFILL_CHUNK, Move, Scheduler, kv_reservation
 from app.engine.stopping import StoppingCriteria
 
 
-def make_seq(name: str, prompt_len: int = 10) -> Sequence:
-    params = SamplingParams()
+def make_seq(name: str, prompt_len: int = 10, max_new_tokens: int = 16) -> Sequence:
+    params = SamplingParams(max_new_tokens=max_new_tokens)
     return Sequence(
         name,
         list(range(prompt_len)),
@@ -107,3 +107,58 @@ def test_short_prompts_share_one_step_within_the_prefill_budget():
     assert admitted == [("b", 1, 6), ("c", 2, 6)]
     assert sched.prefilling is d and d.slot == 3 and d.computed == 4
     assert sched.next_prefill(0, decoding=False) is None
+
+
+def test_the_kv_budget_admits_fewer_rows_than_max_running():
+    # each reserves 10 + 16 = 26 positions: 3 fit in 80, the fourth waits although max_running is 8
+    sched = Scheduler(max_running=8, prefill_chunk=64, kv_budget_tokens=80)
+    seqs = [make_seq(str(i)) for i in range(5)]
+    for s in seqs:
+        sched.add(s)
+    for s in seqs[:3]:
+        admit(sched, s)
+    plan = sched.schedule()
+    assert plan.prefill is None and plan.decode == seqs[:3]
+    assert sched.reserved_tokens == 3 * kv_reservation(seqs[0]) == 78
+    assert [s.status for s in seqs[3:]] == [RequestStatus.WAITING] * 2
+    sched.finish(seqs[1])  # its reservation goes back: the next one fits
+    assert sched.reserved_tokens == 52
+    assert sched.schedule().prefill.seq is seqs[3]
+
+
+def test_a_request_larger_than_the_budget_runs_alone_and_nobody_overtakes_it():
+    sched = Scheduler(max_running=8, prefill_chunk=64, kv_budget_tokens=50)
+    small, big, after = make_seq("small"), make_seq("big", 40, max_new_tokens=100), make_seq("after", 4, 4)
+    for s in (small, big, after):
+        sched.add(s)
+    admit(sched, small)
+    assert sched.schedule().prefill is None  # big does not fit beside small; `after` would, but waits its turn
+    assert after.status is RequestStatus.WAITING
+    sched.finish(small)
+    assert sched.reserved_tokens == 0
+    admit(sched, big)  # alone, over the budget
+    assert sched.running == [big] and sched.reserved_tokens == 140
+
+
+def test_without_a_budget_only_max_running_bounds_the_batch():
+    sched = Scheduler(max_running=3, prefill_chunk=64)
+    seqs = [make_seq(str(i), 500, 1000) for i in range(4)]
+    for s in seqs:
+        sched.add(s)
+    for s in seqs[:3]:
+        admit(sched, s)
+    assert sched.schedule().prefill is None and len(sched.running) == 3
+
+
+def test_a_long_prompt_alone_is_prefilled_in_bounded_calls():
+    sched = Scheduler(max_running=4, prefill_chunk=64)
+    seq = make_seq("long", 2 * SOLO_PREFILL_CHUNK + 10)
+    sched.add(seq)
+    ends = []
+    while seq.status is not RequestStatus.RUNNING:
+        chunk = sched.schedule().prefill
+        seq.computed = chunk.end
+        ends.append(chunk.end)
+        if chunk.completes_prompt:
+            sched.prefill_done(seq)
+    assert ends == [SOLO_PREFILL_CHUNK, 2 * SOLO_PREFILL_CHUNK, 2 * SOLO_PREFILL_CHUNK + 10]
