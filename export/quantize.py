@@ -46,6 +46,12 @@ RECIPES: dict[Quant, Recipe] = {
 }
 
 
+def levels_for(source: object) -> list[Quant]:
+    """The quant levels `--quant auto` builds and weighs for `source`: every level with a recipe here (a level
+    tied to a source format, such as exact GGUF blocks, leaves itself out where it cannot be built)."""
+    return [quant for quant in Quant if quant in RECIPES]
+
+
 def quantize(model: onnx.ModelProto, quant: Quant) -> tuple[onnx.ModelProto, Recipe]:
     recipe = RECIPES[quant]
     if recipe.method == "none":
