@@ -1,25 +1,26 @@
 """`--quant auto`: time the validated candidates with the engine's runner, then let the pure rule choose.
 
-The candidates are every quant level that can be built from the source (`quantize.levels_for`), each
-validated as an explicit `--quant` would be. Timing is short and interleaved: ROUNDS rounds, each running
-every candidate once in a rotated order (a prefill of PROMPT_TOKENS held-out tokens, then DECODE_STEPS
-greedy steps), so that another process slowing the machine slows them all alike; figures are medians.
+The candidates are every quant level that can be built from the source (`quantize.levels_for`). Timing
+comes first, short and interleaved: ROUNDS rounds, each running every candidate once in a rotated order (a
+prefill of PROMPT_TOKENS held-out tokens, then DECODE_STEPS greedy steps), so that another process slowing
+the machine slows them all alike; figures are medians. Then the candidates are validated as an explicit
+`--quant` would be, fastest first, until the rest cannot win.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from app.engine.cpu import host_cpu
 from app.engine.manifest import CandidateFigures, Quant, Selection, Validation
 from app.engine.runner import ModelRunner
-from app.engine.selection import MAX_PPL_INCREASE_PCT, choose_variant
+from app.engine.selection import choose_variant, outpaced
 
-PROMPT_TOKENS = 256
+PROMPT_TOKENS = 128
 DECODE_STEPS = 16
 ROUNDS = 3
 
@@ -43,6 +44,8 @@ def time_candidates(
 ) -> dict[Quant, tuple[float, float]]:
     """Quant -> (median prefill ms, median decode tokens/s), the candidates interleaved round by round."""
     order = list(runners)
+    for runner in runners.values():  # a session's first runs allocate: keep them out of the figures
+        time_once(runner, prompt[:8], 2)
     seen: dict[Quant, list[tuple[float, float]]] = {q: [] for q in order}
     for r in range(rounds if order else 0):
         for quant in order[r % len(order) :] + order[: r % len(order)]:
@@ -56,43 +59,61 @@ def time_candidates(
     }
 
 
+def validate_in_decode_order(
+    runners: Mapping[Quant, ModelRunner],
+    timed: Mapping[Quant, tuple[float, float]],
+    validate: Callable[[Quant, ModelRunner], Validation],
+    max_ppl_increase_pct: float,
+) -> dict[Quant, Validation]:
+    """Validate the fastest first; skip those a validated variant within the limit has outpaced (they cannot
+    win: `selection.outpaced`). The choice is the same as with every candidate validated, for less time."""
+    validations: dict[Quant, Validation] = {}
+    fastest: float | None = None
+    for quant in sorted(runners, key=lambda q: -timed[q][1]):
+        if outpaced(timed[quant][1], fastest):
+            continue
+        validation = validations[quant] = validate(quant, runners[quant])
+        if validation.passed and validation.perplexity_increase_pct <= max_ppl_increase_pct:
+            fastest = max(fastest or 0.0, timed[quant][1])
+    return validations
+
+
 def figures(
-    quant: Quant, validation: Validation, size_bytes: int, timed: tuple[float, float] | None
+    quant: Quant, validation: Validation | None, size_bytes: int, timed: tuple[float, float]
 ) -> CandidateFigures:
     return CandidateFigures(
         quant=quant,
-        passed=validation.passed,
-        perplexity_increase_pct=validation.perplexity_increase_pct,
-        top1_agreement=validation.top1_agreement,
+        passed=validation is not None and validation.passed,
         size_bytes=size_bytes,
-        prefill_ms=timed[0] if timed else None,
-        decode_tokens_per_s=timed[1] if timed else None,
-        failures=validation.failures,
+        perplexity_increase_pct=validation.perplexity_increase_pct if validation else None,
+        top1_agreement=validation.top1_agreement if validation else None,
+        prefill_ms=timed[0],
+        decode_tokens_per_s=timed[1],
+        failures=validation.failures if validation else [],
+        note="" if validation else "not validated: outpaced by a variant within the limit",
     )
 
 
 def select(
     validations: Mapping[Quant, Validation],
-    runners: Mapping[Quant, ModelRunner],
+    timed: Mapping[Quant, tuple[float, float]],
     sizes: Mapping[Quant, int],
-    prompt: np.ndarray,
+    prompt_tokens: int,
     threads: int,
-    max_ppl_increase_pct: float | None = None,
+    max_ppl_increase_pct: float,
 ) -> Selection:
-    """Time the candidates that passed, choose, and say why (raises NoEligibleVariant)."""
-    limit = MAX_PPL_INCREASE_PCT if max_ppl_increase_pct is None else max_ppl_increase_pct
-    timed = time_candidates({q: r for q, r in runners.items() if validations[q].passed}, prompt)
-    candidates = [figures(q, v, sizes[q], timed.get(q)) for q, v in validations.items()]
+    """Choose among the timed candidates and say why (raises NoEligibleVariant)."""
+    candidates = [figures(q, validations.get(q), sizes[q], timed[q]) for q in timed]
     cpu = host_cpu()
-    choice = choose_variant(cpu, candidates, limit)
+    choice = choose_variant(cpu, candidates, max_ppl_increase_pct)
     return Selection(
         cpu=cpu,
         chosen=choice.chosen,
         rule=choice.rule,
         reason=choice.reason,
-        max_ppl_increase_pct=limit,
+        max_ppl_increase_pct=max_ppl_increase_pct,
         threads=threads,
-        prompt_tokens=len(prompt),
+        prompt_tokens=prompt_tokens,
         decode_steps=DECODE_STEPS,
         rounds=ROUNDS,
         candidates=candidates,

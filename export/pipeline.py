@@ -153,34 +153,19 @@ def _build(opts: ExportOptions, source: Source, config, graph: GraphKind, tmp: P
     with progress.stage("quantize", ", ".join(quants)):
         if len(quants) == 1:
             built = {quants[0]: _write_variant(model, quants[0], tmp)}
-        else:  # each level from its own copy of the fp32 graph (the quantizers edit in place)
-            built = {q: _write_variant(_copy(model), q, tmp / ".candidates" / q) for q in quants}
+        else:  # each level from its own copy of the fp32 graph (quantizing and saving edit it in place)
+            built = {
+                q: _write_variant(model if q == quants[-1] else _copy(model), q, tmp / ".candidates" / q)
+                for q in quants
+            }
         del model
         shutil.rmtree(work, ignore_errors=True)
         ref.tokenizer.save_pretrained(tmp)
         ref.model.generation_config.save_pretrained(tmp)
         ref.config.save_pretrained(tmp)
     with progress.stage("validate", "against PyTorch"):
-        validations, runners, prompt = _validate(opts, ref, shape, graph, built)
-    selection = None
-    if opts.quant == AUTO:
-        with progress.stage("select", f"timing {len(quants)} candidates"):
-            selection = _select(opts, validations, runners, built, prompt)
-            chosen = built[selection.chosen]
-            for name in (chosen.io.onnx_file, f"{chosen.io.onnx_file}.data"):
-                if (chosen.folder / name).exists():
-                    (chosen.folder / name).rename(tmp / name)
-            shutil.rmtree(tmp / ".candidates")
-    else:
-        chosen = built[quants[0]]
-        validation = validations[chosen.quant]
-        if not validation.passed:
-            raise ExportError(
-                "validation against PyTorch failed: " + "; ".join(validation.failures),
-                hint="nothing was written. Limits per quant level are in docs/export.md; override them with "
-                "--max-ppl-increase / --min-top1 if you accept the loss",
-            )
-    del runners
+        validations, timed, prompt_tokens = _validate(opts, ref, shape, graph, built)
+    chosen, selection = _choose(opts, built, validations, timed, prompt_tokens, tmp, progress)
     with progress.stage("write", "manifest.json"):
         files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file() and p.name != "export.log"}
         manifest = Manifest(
@@ -203,6 +188,36 @@ def _build(opts: ExportOptions, source: Source, config, graph: GraphKind, tmp: P
         )
         write_manifest(tmp, manifest)
     return manifest
+
+
+def _choose(
+    opts: ExportOptions,
+    built: dict[Quant, Built],
+    validations,
+    timed,
+    prompt_tokens: int,
+    tmp: Path,
+    progress: Progress,
+):
+    """(the variant to keep, the Selection that chose it or None); raises ExportError when none qualifies."""
+    if opts.quant != AUTO:
+        chosen = next(iter(built.values()))
+        validation = validations[chosen.quant]
+        if not validation.passed:
+            raise ExportError(
+                "validation against PyTorch failed: " + "; ".join(validation.failures),
+                hint="nothing was written. Limits per quant level are in docs/export.md; override them with "
+                "--max-ppl-increase / --min-top1 if you accept the loss",
+            )
+        return chosen, None
+    with progress.stage("select", f"{len(built)} candidates timed, {len(validations)} validated"):
+        selection = _select(opts, validations, timed, built, prompt_tokens)
+        chosen = built[selection.chosen]
+        for name in (chosen.io.onnx_file, f"{chosen.io.onnx_file}.data"):
+            if (chosen.folder / name).exists():
+                (chosen.folder / name).rename(tmp / name)
+        shutil.rmtree(tmp / ".candidates")
+    return Built(chosen.quant, chosen.recipe, chosen.io, tmp), selection
 
 
 def _copy(model):
@@ -232,15 +247,13 @@ def _write_variant(model, quant: Quant, folder: Path) -> Built:
     return Built(quant, recipe, _graph_io(model, onnx_name), folder)
 
 
-def _select(opts: ExportOptions, validations, runners, built: dict[Quant, Built], prompt) -> Selection:
+def _select(opts: ExportOptions, validations, timed, built: dict[Quant, Built], prompt_tokens: int) -> Selection:
     from app.engine.selection import NoEligibleVariant
     from export import autoselect
 
+    sizes = {q: b.size_bytes for q, b in built.items()}
     try:
-        return autoselect.select(
-            validations, runners, {q: b.size_bytes for q, b in built.items()}, prompt, opts.threads,
-            opts.max_ppl_increase,
-        )  # fmt: skip
+        return autoselect.select(validations, timed, sizes, prompt_tokens, opts.threads, _selection_limit(opts))
     except NoEligibleVariant as exc:
         raise ExportError(
             str(exc),
@@ -262,7 +275,8 @@ def _thresholds(opts: ExportOptions, quant: Quant) -> Thresholds:
 
 
 def _validate(opts: ExportOptions, ref, shape: ModelShape, graph: GraphKind, built: dict[Quant, Built]):
-    """Every built variant against one PyTorch reference: (validations, their runners, a timing prompt)."""
+    """Each variant against one PyTorch reference: (validations, timings, timing prompt length). Under
+    `--quant auto` every variant is timed first and validated fastest first, until the rest cannot win."""
     import numpy as np
 
     from app.engine.runner import GqaRunner, OptimumRunner
@@ -274,14 +288,27 @@ def _validate(opts: ExportOptions, ref, shape: ModelShape, graph: GraphKind, bui
     torch_ref = validate.torch_reference(ref.model, prompts, heldout, NEW_TOKENS)
     max_len = min(shape.context_length, max(len(heldout), max(map(len, prompts)) + NEW_TOKENS) + 1)
     runner_cls = GqaRunner if graph is GraphKind.GQA else OptimumRunner
-    validations: dict[Quant, Validation] = {}
-    runners = {}
-    for quant, variant in built.items():
-        session = open_session(variant.folder / variant.io.onnx_file, SessionConfig(intra_op_threads=opts.threads))
-        runners[quant] = runner_cls(session, shape, variant.io, 1, max_len)
-        validations[quant] = validate.validate(runners[quant], torch_ref, _thresholds(opts, quant))
-    prompt = np.asarray(heldout[: max(1, min(autoselect.PROMPT_TOKENS, max_len - autoselect.DECODE_STEPS - 1))])
-    return validations, runners, prompt.astype(np.int64)
+    runners = {
+        q: runner_cls(open_session(b.folder / b.io.onnx_file, SessionConfig(intra_op_threads=opts.threads)), shape,
+                      b.io, 1, max_len)
+        for q, b in built.items()
+    }  # fmt: skip
+
+    def check(quant: Quant, runner) -> Validation:
+        return validate.validate(runner, torch_ref, _thresholds(opts, quant))
+
+    if opts.quant != AUTO:
+        return {q: check(q, r) for q, r in runners.items()}, {}, 0
+    prompt = heldout[: max(1, min(autoselect.PROMPT_TOKENS, max_len - autoselect.DECODE_STEPS - 1))]
+    timed = autoselect.time_candidates(runners, np.asarray(prompt, np.int64))
+    validations = autoselect.validate_in_decode_order(runners, timed, check, _selection_limit(opts))
+    return validations, timed, len(prompt)
+
+
+def _selection_limit(opts: ExportOptions) -> float:
+    from app.engine.selection import MAX_PPL_INCREASE_PCT
+
+    return MAX_PPL_INCREASE_PCT if opts.max_ppl_increase is None else opts.max_ppl_increase
 
 
 def _graph_io(model, onnx_name: str) -> GraphIO:

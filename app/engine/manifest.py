@@ -110,12 +110,13 @@ class CandidateFigures(msgspec.Struct, kw_only=True):
 
     quant: Quant
     passed: bool  # its own quant level's validation (docs/export.md has the limits)
-    perplexity_increase_pct: float  # over PyTorch fp32 on the held-out text
-    top1_agreement: float
-    size_bytes: int
-    decode_tokens_per_s: float | None = None  # single stream; None when it failed validation (not timed)
+    size_bytes: int  # its ONNX graph and weights on disk
+    perplexity_increase_pct: float | None = None  # over PyTorch fp32 on the held-out text; None: not validated
+    top1_agreement: float | None = None
+    decode_tokens_per_s: float | None = None  # single stream, median of the rounds
     prefill_ms: float | None = None  # one prompt of `Selection.prompt_tokens` tokens
     failures: list[str] = []
+    note: str = ""  # why it was not validated (slower than a variant already within the limit)
 
 
 class Selection(msgspec.Struct, kw_only=True):

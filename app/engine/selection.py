@@ -48,45 +48,56 @@ def rule_text(isa: Isa, max_ppl_increase_pct: float) -> str:
 def _tiebreak(isa: Isa) -> Callable[[CandidateFigures], tuple[float, float]]:
     def key(c: CandidateFigures) -> tuple[float, float]:
         first = float(c.size_bytes) if isa.int8_dot else (c.prefill_ms or float("inf"))
-        return first, c.perplexity_increase_pct
+        return first, c.perplexity_increase_pct or 0.0
 
     return key
 
 
 def describe(c: CandidateFigures) -> str:
+    ppl = f"{c.perplexity_increase_pct:+.2f}% perplexity" if c.perplexity_increase_pct is not None else "not validated"
     speed = f"{c.decode_tokens_per_s:.1f} tok/s" if c.decode_tokens_per_s is not None else "not timed"
     prefill = f", prefill {c.prefill_ms:.0f} ms" if c.prefill_ms is not None else ""
-    return f"{c.quant} ({c.perplexity_increase_pct:+.2f}% perplexity, {speed}{prefill})"
+    return f"{c.quant} ({ppl}, {speed}{prefill})"
+
+
+def eligible(c: CandidateFigures, max_ppl_increase_pct: float) -> bool:
+    ppl = c.perplexity_increase_pct
+    return c.passed and ppl is not None and ppl <= max_ppl_increase_pct and c.decode_tokens_per_s is not None
+
+
+def outpaced(decode_tokens_per_s: float, eligible_fastest: float | None) -> bool:
+    """Whether a candidate this fast can no longer win (more than TIE slower than one already within the
+    limit), so that validating it would change nothing: `--quant auto` validates in decode order and stops."""
+    return eligible_fastest is not None and decode_tokens_per_s < eligible_fastest * (1 - TIE)
 
 
 def choose_variant(
     cpu: CpuFeatures, candidates: Sequence[CandidateFigures], max_ppl_increase_pct: float = MAX_PPL_INCREASE_PCT
 ) -> Choice:
     """The default variant among `candidates`, and why; raises NoEligibleVariant when none qualifies."""
-    eligible = [
-        c
-        for c in candidates
-        if c.passed and c.perplexity_increase_pct <= max_ppl_increase_pct and c.decode_tokens_per_s is not None
-    ]
-    if not eligible:
+    within = [c for c in candidates if eligible(c, max_ppl_increase_pct)]
+    if not within:
         listed = "; ".join(describe(c) + ("" if c.passed else " failed validation") for c in candidates)
         raise NoEligibleVariant(
             f"no variant passed validation within {max_ppl_increase_pct:g}% perplexity of PyTorch: {listed}"
         )
-    fastest = max(c.decode_tokens_per_s or 0.0 for c in eligible)
-    tied = [c for c in eligible if (c.decode_tokens_per_s or 0.0) >= fastest * (1 - TIE)]
+    fastest = max(c.decode_tokens_per_s or 0.0 for c in within)
+    tied = [c for c in within if not outpaced(c.decode_tokens_per_s or 0.0, fastest)]
     winner = min(tied, key=_tiebreak(cpu.isa))
     others = [c for c in candidates if c is not winner]
     reason = f"{describe(winner)} on {cpu.model} ({cpu.isa})"
     if len(tied) > 1:
         basis = "smaller" if cpu.isa.int8_dot else "faster prefill"
         reason += f"; tied on decode with {', '.join(str(c.quant) for c in tied if c is not winner)}, {basis}"
-    slower = [describe(c) for c in eligible if c not in tied]
+    slower = [describe(c) for c in within if c not in tied]
     if slower:
         reason += f"; slower within the limit: {', '.join(slower)}"
-    excluded = [describe(c) for c in others if c not in eligible]
+    excluded = [describe(c) for c in others if c not in within and c.perplexity_increase_pct is not None]
     if excluded:
         reason += f"; over the limit or failed: {', '.join(excluded)}"
+    unvalidated = [describe(c) for c in others if c.perplexity_increase_pct is None]
+    if unvalidated:
+        reason += f"; not validated (slower than {winner.quant}): {', '.join(unvalidated)}"
     return Choice(winner.quant, rule_text(cpu.isa, max_ppl_increase_pct), reason)
 
 

@@ -38,8 +38,9 @@ def test_auto_is_the_default_and_keeps_the_variant_the_rule_chooses(tiny_source,
     assert f"chose {m.quant}: " in proc.stderr and "[5/6] select" in proc.stderr
     again = run_cli("export", str(tiny_source), "--quant", "auto", "--skip-existing", cwd=tmp_path, check=True)
     assert "skipping" in again.stderr
-    explicit = run_cli("export", str(tiny_source), "--quant", "fp32", "--skip-existing", "--out", str(folder))
-    assert explicit.returncode == 2 and "already exists" in explicit.stderr  # an explicit level is another request
+    other = "int8" if m.quant == "fp32" else "fp32"  # an explicit level the folder does not hold: another request
+    explicit = run_cli("export", str(tiny_source), "--quant", other, "--skip-existing", "--out", str(folder))
+    assert explicit.returncode == 2 and "already exists" in explicit.stderr
 
 
 def test_auto_with_no_variant_within_the_limit_fails_and_writes_nothing(tiny_source, tmp_path):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from app.engine.cpu import Isa, cpu_features, isa_class
-from app.engine.manifest import CandidateFigures, Quant
+from app.engine.manifest import CandidateFigures, GreedyCheck, Quant, Thresholds, Validation
 from app.engine.selection import NoEligibleVariant, choose_variant, chosen_elsewhere
-from export.autoselect import time_candidates
+from export.autoselect import select, time_candidates, validate_in_decode_order
 from tests.unit.fakes import FakeRunner
 
 
@@ -137,11 +137,59 @@ def test_timing_interleaves_the_candidates_and_leaves_their_slots_empty():
     runners = {q: LoggedRunner(str(q), order) for q in (Quant.FP32, Quant.INT8, Quant.INT4)}
     prompt = np.arange(1, 9, dtype=np.int64)  # [8]
     timed = time_candidates(runners, prompt, rounds=3, steps=4)
-    assert order == ["fp32", "int8", "int4", "int8", "int4", "fp32", "int4", "fp32", "int8"]  # rotated each round
+    assert order[:3] == ["fp32", "int8", "int4"]  # one untimed warm-up each
+    assert order[3:] == ["fp32", "int8", "int4", "int8", "int4", "fp32", "int4", "fp32", "int8"]  # rotated
     assert set(timed) == set(runners)
     for runner in runners.values():
-        assert [c[0] for c in runner.calls].count("prefill") == 3 and runner.slots[0] == []
+        assert [c[0] for c in runner.calls].count("prefill") == 4 and runner.slots[0] == []
         assert ("decode", 1) in runner.calls
     for prefill_ms, decode_tps in timed.values():
         assert prefill_ms >= 0 and decode_tps > 0
     assert time_candidates({}, prompt) == {}
+
+
+def validation(ppl: float, passed: bool = True) -> Validation:
+    return Validation(
+        passed=passed,
+        thresholds=Thresholds(max_ppl_increase_pct=35, min_top1_agreement=0.6, require_greedy_match=False),
+        heldout_tokens=807, perplexity_torch=21.8, perplexity_onnx=21.8 * (1 + ppl / 100), perplexity_increase_pct=ppl,
+        top1_agreement=0.9, greedy=GreedyCheck(prompts=4, new_tokens=32, exact_prompts=0, tie_divergences=0,
+                                               matched_tokens=0, total_tokens=128),
+        failures=[] if passed else ["top-1 agreement with PyTorch 0.3 is below 0.6"],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("timed", "validated"),
+    [
+        # Zen 4's figures: int4 is over the limit, int8 within it, fp32 far slower: never validated
+        ({Quant.FP32: (600.0, 52.0), Quant.INT8: (620.0, 148.0), Quant.INT4: (680.0, 178.0)}, ["int4", "int8"]),
+        # fp32 within 3% of int8 could still win the tie: it is validated too
+        (
+            {Quant.FP32: (700.0, 145.0), Quant.INT8: (620.0, 148.0), Quant.INT4: (680.0, 178.0)},
+            ["int4", "int8", "fp32"],
+        ),
+    ],
+)
+def test_validation_runs_fastest_first_and_stops_where_the_rest_cannot_win(timed, validated):
+    ppl = {Quant.FP32: 0.0, Quant.INT8: 0.59, Quant.INT4: 21.8}
+    seen: list[str] = []
+
+    def check(quant, runner):
+        seen.append(str(quant))
+        return validation(ppl[quant])
+
+    runners = {q: FakeRunner(max_slots=1) for q in timed}
+    validations = validate_in_decode_order(runners, timed, check, 1.0)
+    assert seen == validated and list(validations) == validated
+    sizes = {Quant.FP32: 544, Quant.INT8: 194, Quant.INT4: 140}
+    sel = select(validations, timed, sizes, prompt_tokens=128, threads=2, max_ppl_increase_pct=1.0)
+    assert sel.chosen is Quant.INT8 and sel.max_ppl_increase_pct == 1.0 and sel.prompt_tokens == 128
+    by_quant = {c.quant: c for c in sel.candidates}
+    assert by_quant[Quant.INT4].perplexity_increase_pct == 21.8 and by_quant[Quant.INT4].decode_tokens_per_s == 178.0
+    if "fp32" not in validated:
+        assert by_quant[Quant.FP32].perplexity_increase_pct is None and by_quant[Quant.FP32].note
+        assert "not validated (slower than int8): fp32 (not validated, 52.0 tok/s" in sel.reason
+    # validating every candidate would have chosen the same
+    every = {q: validation(ppl[q]) for q in timed}
+    assert select(every, timed, sizes, 128, 2, 1.0).chosen is sel.chosen
