@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from app.engine.engine import EngineConfig
 
 PREFIX = "LLM_GATEWAY_"
-DEFAULT_MODEL_DIR = Path("models/SmolLM2-135M-Instruct-gqa-int8")
+DEFAULT_MODEL_DIR = Path("models/SmolLM2-135M-Instruct-gqa-auto")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 

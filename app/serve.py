@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="exported model folder (env LLM_GATEWAY_MODEL_DIR; default models/SmolLM2-135M-Instruct-gqa-int8)",
+        help="exported model folder (env LLM_GATEWAY_MODEL_DIR; default models/SmolLM2-135M-Instruct-gqa-auto)",
     )
     parser.add_argument("--host", default=None, help="bind address (env LLM_GATEWAY_HOST; default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="TCP port (env LLM_GATEWAY_PORT; default 8000)")

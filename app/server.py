@@ -18,7 +18,9 @@ from litestar.openapi import OpenAPIConfig
 
 from app.auth import ApiKeyGuard
 from app.config import Settings
+from app.engine.cpu import host_cpu
 from app.engine.manifest import ManifestError, read_manifest
+from app.engine.selection import chosen_elsewhere
 from app.errors import handle_exception
 from app.logging import configure_logging
 from app.metrics import Metrics
@@ -34,6 +36,8 @@ VERSION = "0.1.0"
 def create_app(settings: Settings) -> Litestar:
     """The app; its state holds the `Gateway`, which handlers receive as `gateway`. Raises ManifestError early."""
     manifest = read_manifest(settings.model_dir)
+    if manifest.selection and (warning := chosen_elsewhere(manifest.selection.cpu, host_cpu())):
+        log.warning("model.chosen_on_another_isa", model_dir=str(settings.model_dir), detail=warning)
     metrics = Metrics()
     metrics.describe_model(manifest.name, str(manifest.graph), str(manifest.quant), manifest.source.sha256)
     gateway = Gateway(

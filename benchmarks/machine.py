@@ -22,14 +22,11 @@ from pathlib import Path
 
 import msgspec
 
+from app.engine.cpu import cpu_features, parse_cpuinfo
+
 LIBRARIES = (
     "llm-gateway", "onnxruntime", "numpy", "tokenizers", "torch", "transformers", "optimum", "optimum-onnx",
     "onnx", "litestar", "uvicorn", "httpx", "matplotlib",
-)  # fmt: skip
-# the flags that decide which kernels ORT and PyTorch pick on x86
-KEY_FLAGS = (
-    "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx_vnni",
-    "amx_tile", "amx_int8", "amx_bf16",
 )  # fmt: skip
 DISTURBED = 0.10  # other processes' share of the CPU above which a round is repeated
 
@@ -38,6 +35,7 @@ class Cpu(msgspec.Struct):
     model: str
     key_flags: list[str]
     flags: list[str] = []
+    isa: str = ""  # app.engine.cpu.Isa: the class the figures were measured on
 
 
 class Git(msgspec.Struct):
@@ -65,17 +63,10 @@ class ForeignLoad(msgspec.Struct):
 
 
 def cpu_info(cpuinfo: str) -> Cpu:
-    """Model name and flags from the text of /proc/cpuinfo (first processor)."""
-    model: str | None = None
-    flags: list[str] = []
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and model is None:
-            model = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = value.split()
-    model = model or platform.processor() or "unknown"
-    return Cpu(model, [f for f in KEY_FLAGS if f in flags], flags)
+    """Model name, flags and ISA class from the text of /proc/cpuinfo (first processor)."""
+    model, flags = parse_cpuinfo(cpuinfo)
+    features = cpu_features(cpuinfo)
+    return Cpu(model, features.flags, flags, str(features.isa))
 
 
 def memory_bytes(meminfo: str) -> int | None:

@@ -364,9 +364,10 @@ def charts_section(image_dir: str) -> list[str]:
 
 
 def export_command(variant: str) -> str:
-    """The `llm-gateway export` line that writes a variant ("gqa-int8" is the default)."""
+    """The `llm-gateway export` line that writes a variant (gqa is the default graph; the default quant, auto,
+    names the folder `-auto` and may choose another level elsewhere, so the level is always given)."""
     graph, quant = variant.split("-", 1)
-    flags = ("" if graph == "gqa" else f" --graph {graph}") + ("" if quant == "int8" else f" --quant {quant}")
+    flags = ("" if graph == "gqa" else f" --graph {graph}") + f" --quant {quant}"
     return f"llm-gateway export{flags}"
 
 

@@ -3,7 +3,7 @@
 
     python3 deploy/build_image.py                        # what `docker build -t llm-gateway .` builds
     python3 deploy/build_image.py --ca-cert proxy.crt --torch-wheels /opt/wheels --standin-base
-    python3 deploy/build_image.py --model models/SmolLM2-135M-Instruct-gqa-int8   # skip the export stage
+    python3 deploy/build_image.py --model models/SmolLM2-135M-Instruct-gqa-auto   # skip the export stage
 
 Standard library only, so it runs before any virtualenv exists. docs/deploy.md explains every option.
 """

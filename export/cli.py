@@ -8,6 +8,7 @@ from pathlib import Path
 
 from app.config import available_cpus
 from app.engine.manifest import Quant
+from app.engine.selection import AUTO
 from app.interrupts import exit_code, trap_signals
 from export.errors import ExportError
 
@@ -25,10 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--quant",
-        choices=[q.value for q in Quant],
-        default=Quant.INT8.value,
-        help="weight precision (default int8: the fastest variant within 2%% perplexity of fp32; "
-        "gguf: a GGUF source's own blocks, exactly)",
+        choices=[AUTO, *(q.value for q in Quant)],
+        default=AUTO,
+        help="weight precision; auto (default) builds every level, validates and times each on this machine, and "
+        "keeps the fastest within 1%% perplexity of PyTorch fp32 (the choice and why go in manifest.json); "
+        "gguf: a GGUF source's own blocks, exactly",
     )
     parser.add_argument(
         "--graph",
@@ -50,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="PCT",
-        help="accept up to PCT%% perplexity over PyTorch (default per quant: fp32 0.1, int8 2, int4 35, gguf 1)",
+        help="accept up to PCT%% perplexity over PyTorch (default per quant: fp32 0.1, int8 2, int4 35, gguf 1; "
+        "with --quant auto: the choice's limit, default 1)",
     )
     parser.add_argument(
         "--min-top1",
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     opts = ExportOptions(
         source=args.source,
-        quant=Quant(args.quant),
+        quant=args.quant if args.quant == AUTO else Quant(args.quant),
         graph=args.graph,
         out=args.out,
         force=args.force,

@@ -20,6 +20,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from app.engine.manifest import Quant, Recipe
+from export.sources import Source
 from export.surgery import lm_head_node
 
 BLOCK_SIZE = 32
@@ -57,6 +58,12 @@ RECIPES: dict[Quant, Recipe] = {
         "float block offsets (Q4_1, Q5_1, K-quant minima) as blocksum(x) @ offsets, one blocksum per input",
     ),
 }
+
+
+def levels_for(source: Source) -> list[Quant]:
+    """The quant levels `--quant auto` builds and weighs for `source`: every level with a recipe here (a level
+    tied to a source format, such as exact GGUF blocks, leaves itself out where it cannot be built)."""
+    return [quant for quant in Quant if quant in RECIPES and (quant is not Quant.GGUF or source.is_gguf)]
 
 
 def quantize(model: onnx.ModelProto, quant: Quant, gguf: Path | None = None) -> tuple[onnx.ModelProto, Recipe]:

@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).parent / "llm-gateway")
-DEFAULT_VARIANT = ("gqa", "int8")
+DEFAULT_VARIANT = ("gqa", "auto")  # `llm-gateway export` with no arguments: the quant chosen here
 # LLM_GATEWAY_TEST_EXPORTS=DIR keeps real-model exports in DIR between runs (development only; CI exports fresh)
 REUSE_DIR = os.environ.get("LLM_GATEWAY_TEST_EXPORTS", "")
 
@@ -82,7 +82,7 @@ class RealModels:
                 if key == DEFAULT_VARIANT:
                     # the default variant comes from `llm-gateway export` with no arguments at all
                     run_cli("export", cwd=self.workdir, check=True)
-                    path = self.workdir / "models" / "SmolLM2-135M-Instruct-gqa-int8"
+                    path = self.workdir / "models" / "SmolLM2-135M-Instruct-gqa-auto"
                 else:
                     path = self.workdir / "models" / f"SmolLM2-135M-Instruct-{graph}-{quant}"
                     run_cli(

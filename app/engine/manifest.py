@@ -12,6 +12,8 @@ from pathlib import Path
 
 import msgspec
 
+from app.engine.cpu import CpuFeatures
+
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 # graph input the exporter adds and the runners bind: how many trailing positions get logits (1 when serving)
@@ -106,6 +108,35 @@ class Validation(msgspec.Struct, kw_only=True):
     failures: list[str] = []
 
 
+class CandidateFigures(msgspec.Struct, kw_only=True):
+    """One variant `--quant auto` built, validated and timed (the engine's runner, batch 1) before choosing."""
+
+    quant: Quant
+    passed: bool  # its own quant level's validation (docs/export.md has the limits)
+    size_bytes: int  # its ONNX graph and weights on disk
+    perplexity_increase_pct: float | None = None  # over PyTorch fp32 on the held-out text; None: not validated
+    top1_agreement: float | None = None
+    decode_tokens_per_s: float | None = None  # single stream, median of the rounds
+    prefill_ms: float | None = None  # one prompt of `Selection.prompt_tokens` tokens
+    failures: list[str] = []
+    note: str = ""  # why it was not validated (slower than a variant already within the limit)
+
+
+class Selection(msgspec.Struct, kw_only=True):
+    """Why this folder holds the variant it holds: written by `llm-gateway export --quant auto`."""
+
+    cpu: CpuFeatures  # the machine that measured and chose
+    chosen: Quant
+    rule: str  # the rule that decided, with its limits
+    reason: str  # the chosen variant's figures against the others'
+    max_ppl_increase_pct: float
+    threads: int
+    prompt_tokens: int
+    decode_steps: int
+    rounds: int  # interleaved rounds over the candidates; figures are their medians
+    candidates: list[CandidateFigures]
+
+
 class Manifest(msgspec.Struct, kw_only=True):
     format_version: int = FORMAT_VERSION
     name: str
@@ -121,6 +152,7 @@ class Manifest(msgspec.Struct, kw_only=True):
     size_bytes: int
     timings_s: dict[str, float]
     validation: Validation
+    selection: Selection | None = None  # how `--quant auto` chose `quant`; None for an explicit --quant
 
     @property
     def graph_quant(self) -> str:

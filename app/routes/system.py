@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from app.auth import Access
+from app.engine.cpu import host_cpu
 from app.errors import ApiError
 from app.generation import check_token_ids
 from app.metrics import CONTENT_TYPE
@@ -88,12 +89,14 @@ async def info(gateway: NamedDependency[Gateway]) -> dict[str, Any]:
             "versions": m.versions,
             "size_bytes": m.size_bytes,
             "validation": m.validation,
+            "selection": m.selection,
         },
         "runtime": {
             "onnxruntime_version": onnxruntime.__version__,
             "threads": s.threads,
             "allow_spinning": s.allow_spinning,
             "providers": ["CPUExecutionProvider"],
+            "cpu": host_cpu(),
         },
         "limits": {
             "max_running": s.max_running,

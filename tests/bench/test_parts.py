@@ -91,7 +91,7 @@ def test_chunk_text(chunk, text):
 def test_bench_without_an_export_exits_2_and_says_what_to_run(tmp_path):
     proc = run_cli("bench", "--quick", cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
-    assert "models/SmolLM2-135M-Instruct-gqa-int8 does not exist" in proc.stderr
+    assert "models/SmolLM2-135M-Instruct-gqa-auto does not exist" in proc.stderr  # the default export's folder
     assert "llm-gateway export" in proc.stderr
     assert not (tmp_path / "bench-results").exists()
 

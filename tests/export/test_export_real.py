@@ -48,9 +48,10 @@ def test_variant_is_validated_against_pytorch(real_models, graph, quant):
 
 def test_no_arguments_export_the_default_variant(real_models):
     folder = real_models.default
-    assert folder.name == "SmolLM2-135M-Instruct-gqa-int8" and folder.parent.name == "models"
+    assert folder.name == "SmolLM2-135M-Instruct-gqa-auto" and folder.parent.name == "models"
     m = read_manifest(folder)
-    assert m.source.kind == "embedded" and m.recipe.bits == 8
+    assert m.source.kind == "embedded" and m.selection is not None and m.quant == m.selection.chosen
+    assert m.validation.perplexity_increase_pct <= 1.0  # the default is within 1% of PyTorch fp32
     assert (folder / "chat_template.jinja").read_text().startswith("{% for message in messages %}")
 
 
