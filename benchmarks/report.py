@@ -83,7 +83,8 @@ def header(results: Results) -> list[str]:
         f"# llm-gateway bench: {plan.mode} run",
         "",
         f"Run `{results.command}` on {results.started_at}, took {results.duration_s / 60:.1f} min; git {sha}.",
-        f"Machine: {cpu.model}, {machine.cores} cores ({', '.join(cpu.key_flags) or 'no AVX flags'}), "
+        f"Machine: {cpu.model}{f' (ISA class {cpu.isa})' if cpu.isa else ''}, {machine.cores} cores "
+        f"({', '.join(cpu.key_flags) or 'no AVX flags'}), "
         f"{(machine.memory_bytes or 0) / 2**30:.0f} GiB RAM; onnxruntime {libraries.get('onnxruntime')}, "
         f"torch {libraries.get('torch')}, transformers {libraries.get('transformers')}.",
         f"Every figure is the median of {plan.reps} repetitions after a warm-up, with (min–max) beside it. "
@@ -363,18 +364,22 @@ def charts_section(image_dir: str) -> list[str]:
     ]
 
 
-def export_command(variant: str) -> str:
+def export_command(variant: str, model_dir: str = "") -> str:
     """The `llm-gateway export` line that writes a variant (gqa is the default graph; the default quant, auto,
-    names the folder `-auto` and may choose another level elsewhere, so the level is always given)."""
+    names the folder `-auto` and may choose another level elsewhere, so the level is always given, and the
+    folder too when its name is not the level's)."""
     graph, quant = variant.split("-", 1)
     flags = ("" if graph == "gqa" else f" --graph {graph}") + f" --quant {quant}"
+    if model_dir and not model_dir.rstrip("/").endswith(f"-{variant}"):
+        flags += f" --out {model_dir}"
     return f"llm-gateway export{flags}"
 
 
 def reproduce_section(results: Results) -> list[str]:
     engines = [c for c in results.contestants if c.kind == "engine" and c.variant and c.model_dir]
-    width = max(len(export_command(c.variant or "")) for c in engines) + 2
-    exports = [f"{export_command(c.variant or ''):<{width}}# {c.model_dir}" for c in engines]
+    commands = [export_command(c.variant or "", c.model_dir or "") for c in engines]
+    width = max(len(command) for command in commands) + 2
+    exports = [f"{command:<{width}}# {c.model_dir}" for command, c in zip(commands, engines, strict=True)]
     folders = " ".join(c.model_dir or "" for c in engines)
     return [
         "## How to reproduce",
