@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 
 import httpx
 import jsonschema
 import openai
 import pytest
 
+from tests.api.cold import cold
 from tests.api.test_engine_failure import fail_decode_after, inprocess  # noqa: F401 (a fixture)
 
 MODEL = "SmolLM2-135M-Instruct"
@@ -27,19 +27,13 @@ def client(server):
     return _client(server.url)
 
 
-def _cold() -> dict:
-    """A fresh cache_salt: the call prefills its whole prompt. Responses compared with the chat route are both
-    computed cold: on int8 a prefix-cache hit splits the prompt differently, which can flip a near-tie token."""
-    return {"cache_salt": uuid.uuid4().hex}
-
-
 def _chat(client, messages, max_tokens):
-    r = client.chat.completions.create(messages=messages, max_tokens=max_tokens, extra_body=_cold(), **GREEDY)
+    r = client.chat.completions.create(messages=messages, max_tokens=max_tokens, extra_body=cold(), **GREEDY)
     return r.choices[0].message.content
 
 
 def test_create_runs_the_chat_path_and_reports_usage(client):
-    r = client.responses.create(input=QUESTION, max_output_tokens=24, extra_body=_cold(), **GREEDY)
+    r = client.responses.create(input=QUESTION, max_output_tokens=24, extra_body=cold(), **GREEDY)
     assert r.id.startswith("resp_") and r.object == "response" and r.model == MODEL
     [message] = r.output
     assert message.type == "message" and message.role == "assistant" and message.id.startswith("msg_")
@@ -65,7 +59,7 @@ def test_message_items_and_instructions_reach_the_template(client, server):
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": QUESTION}]},
     ]
     r = client.responses.create(
-        input=items, instructions="Be brief.", max_output_tokens=12, extra_body=_cold(), **GREEDY
+        input=items, instructions="Be brief.", max_output_tokens=12, extra_body=cold(), **GREEDY
     )
     expected = [
         {"role": "system", "content": "Be brief."},
@@ -127,7 +121,7 @@ def test_previous_response_id_chains_the_conversation(client):
     first = client.responses.create(input=QUESTION, instructions="Be brief.", max_output_tokens=10, **GREEDY)
     follow_up = "And of Germany?"
     second = client.responses.create(
-        input=follow_up, previous_response_id=first.id, max_output_tokens=10, extra_body=_cold(), **GREEDY
+        input=follow_up, previous_response_id=first.id, max_output_tokens=10, extra_body=cold(), **GREEDY
     )
     assert second.previous_response_id == first.id and second.instructions is None
     history = [  # the first response's instructions are not carried over, as in OpenAI's API

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -13,6 +12,7 @@ import pydantic
 import pytest
 
 from benchmarks.schemas import OBJ, SCHEMAS
+from tests.api.cold import cold
 
 MODEL = "SmolLM2-135M-Instruct"
 TOOLS = [
@@ -47,12 +47,6 @@ WEATHER = [{"role": "user", "content": "What is the weather in Paris?"}]
 @pytest.fixture(scope="module")
 def client(server):
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
-
-
-def cold() -> dict:
-    """A fresh cache_salt: the call prefills its whole prompt. Calls whose texts are compared must not be served
-    from the prefix cache, since the int8 variant's greedy text can depend on how a prompt is split into calls."""
-    return {"cache_salt": uuid.uuid4().hex}
 
 
 def ask_json(client, schema, **kw):
