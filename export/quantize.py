@@ -60,10 +60,21 @@ RECIPES: dict[Quant, Recipe] = {
 }
 
 
+# Levels `--quant auto` leaves out although they build: with ORT 1.32's 4-bit MatMulNBits kernels a row's
+# logits depend on the batch it decodes in (one row and three rows take different kernels: up to 0.7 apart on
+# SmolLM2, Zen 3 AVX2), so a greedy answer could change with the server's load. int8 and fp32 give the same
+# logits alone and batched. `--quant gguf` stays available explicitly (docs/export.md).
+NOT_AUTO = frozenset({Quant.GGUF})
+
+
 def levels_for(source: Source) -> list[Quant]:
-    """The quant levels `--quant auto` builds and weighs for `source`: every level with a recipe here (a level
-    tied to a source format, such as exact GGUF blocks, leaves itself out where it cannot be built)."""
-    return [quant for quant in Quant if quant in RECIPES and (quant is not Quant.GGUF or source.is_gguf)]
+    """The quant levels `--quant auto` builds and weighs for `source`: every level with a recipe here but
+    NOT_AUTO (a level tied to a source format, such as exact GGUF blocks, also needs a source it can read)."""
+    return [
+        quant
+        for quant in Quant
+        if quant in RECIPES and quant not in NOT_AUTO and (quant is not Quant.GGUF or source.is_gguf)
+    ]
 
 
 def quantize(model: onnx.ModelProto, quant: Quant, gguf: Path | None = None) -> tuple[onnx.ModelProto, Recipe]:
