@@ -23,7 +23,7 @@ log = structlog.get_logger("llm_gateway.access")
 UNKNOWN_ROUTE = "other"  # the route label of paths the app does not serve
 _CONTEXT = "llm_gateway.context"  # the scope["state"] key the middleware hands the context over with
 _REQUEST_ID = re.compile(r"^[\w.:/+=-]{1,128}$")
-_UNLOGGED = (Access.PUBLIC, Access.METRICS)  # probes and scrapes: counted, not logged
+_UNLOGGED = (Access.PUBLIC, Access.METRICS)  # probes, scrapes, pages: counted, not logged (unknown paths are)
 
 
 @dataclass(slots=True)
@@ -71,7 +71,7 @@ class RequestMiddleware(ASGIMiddleware):
         route = UNKNOWN_ROUTE if template == self.catch_all else template
         self.metrics.requests.labels(route=route, status=str(status)).inc()
         self.metrics.request_duration.labels(route=route).observe(duration)
-        if access_of(scope["route_handler"]) not in _UNLOGGED:
+        if route == UNKNOWN_ROUTE or access_of(scope["route_handler"]) not in _UNLOGGED:  # a 404 is worth a line
             log.info(
                 "request.finished",
                 method=scope["method"],
@@ -81,6 +81,30 @@ class RequestMiddleware(ASGIMiddleware):
                 duration_ms=round(duration * 1000, 1),
                 **context.log,
             )
+
+
+def record_unrouted(scope: Scope, status: int, metrics: Metrics) -> str:
+    """A request the router refused before any route, so before this middleware: a path below a known prefix
+    (`/v1/x/y`: Litestar's route trie does not fall back from `/v1` to the root catch-all) or a wrong method.
+    It gets what the middleware gives the others, from the exception handler: a request id (returned, for the
+    response header), the request counter under the route label "other", and the access log line. No duration
+    histogram: the time the router took is not known here."""
+    request_id = _request_id(scope)
+    metrics.requests.labels(route=UNKNOWN_ROUTE, status=str(status)).inc()
+    log.info(
+        "request.finished",
+        method=scope["method"],
+        route=UNKNOWN_ROUTE,
+        path=scope["path"],
+        status=status,
+        request_id=request_id,
+    )
+    return request_id
+
+
+def routed(scope: Scope) -> bool:
+    """Whether the middleware handles this request (it puts the context in the scope's state)."""
+    return _CONTEXT in scope.get("state", {})
 
 
 def _request_id(scope: Scope) -> str:

@@ -6,11 +6,12 @@ import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import structlog
 import uvicorn
-from litestar import Litestar
+from litestar import Litestar, Request, Response
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -24,9 +25,10 @@ from app.engine.selection import chosen_elsewhere
 from app.errors import handle_exception
 from app.logging import configure_logging
 from app.metrics import Metrics
-from app.middleware import RequestMiddleware, provide_context
+from app.middleware import RequestMiddleware, provide_context, record_unrouted, routed
 from app.responses import ResponseStore
 from app.routes import native, openai, pages, responses, system, unknown
+from app.schemas import ErrorBody
 from app.state import Gateway
 
 log = structlog.get_logger("llm_gateway.server")
@@ -77,7 +79,7 @@ def create_app(settings: Settings) -> Litestar:
         },
         middleware=[RequestMiddleware(metrics, catch_all=unknown.CATCH_ALL_TEMPLATE)],
         guards=[unknown.PagesOnly(pages_served), *([ApiKeyGuard(keys, settings.metrics_public)] if keys else [])],
-        exception_handlers={Exception: handle_exception},
+        exception_handlers={Exception: partial(handle_app_exception, metrics)},
         request_max_body_size=settings.max_body_bytes,
         cors_config=CORSConfig(allow_origins=list(settings.cors_origins), allow_headers=["*"])
         if settings.cors_origins
@@ -92,6 +94,15 @@ def create_app(settings: Settings) -> Litestar:
         logging_config=None,
         debug=False,
     )
+
+
+def handle_app_exception(metrics: Metrics, request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    """The one exception handler: the error body (`app/errors.py`); a request the router refused before any
+    route also gets what RequestMiddleware gives the others (request id, counter, log line)."""
+    response = handle_exception(request, exc)
+    if not routed(request.scope):
+        response.headers["x-request-id"] = record_unrouted(request.scope, response.status_code, metrics)
+    return response
 
 
 def provide_gateway(state: State) -> Gateway:

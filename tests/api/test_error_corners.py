@@ -11,7 +11,15 @@ from tests.api.test_errors import CHAT, error_of
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/nope"), ("POST", "/nope"), ("DELETE", "/nope"), ("GET", "/v1/nope"), ("POST", "/v1/chat/nope")],
+    [
+        ("GET", "/nope"),
+        ("POST", "/nope"),
+        ("DELETE", "/nope"),
+        ("GET", "/v1/nope"),
+        ("POST", "/v1/chat/nope"),
+        ("GET", "/v1/models/a/b"),
+        ("PUT", "/a/b/c/d"),
+    ],
 )
 def test_unknown_routes_are_a_json_404(server, method, path):
     resp = httpx.request(method, f"{server.url}{path}", json={})
@@ -25,6 +33,7 @@ def test_a_wrong_method_is_a_json_405(server, method, path):
     resp = httpx.request(method, f"{server.url}{path}")
     err = error_of(resp, 405)
     assert resp.headers["content-type"] == "application/json" and method in err["message"]
+    assert resp.headers["x-request-id"]  # refused by the router, still traceable
 
 
 @pytest.mark.parametrize(
@@ -59,8 +68,24 @@ def test_metrics_content_type_names_its_charset_once(server):
 
 
 def test_unknown_routes_are_counted_as_other(server):
-    httpx.get(f"{server.url}/nope-for-metrics")
-    assert server.metrics()['llm_requests_total{route="other",status="404"}'] >= 1
+    """At any depth, below a known prefix or not, and whether the router or a catch-all handler refuses it:
+    a request id, echoed back, one access log line and the counter under "other"."""
+    before = server.metrics().get('llm_requests_total{route="other",status="404"}', 0)
+    paths = ["/nope-for-metrics", "/v1/deep/nope-for-metrics", "/a/b/c/nope-for-metrics", "/v1/models/x/y"]
+    answers = [httpx.request(method, f"{server.url}{path}") for path in paths for method in ("GET", "POST")]
+    assert all(resp.status_code == 404 for resp in answers)
+    ids = {resp.headers["x-request-id"] for resp in answers}
+    assert len(ids) == len(answers)
+    for request_id in ids:
+        (line,) = server.wait_log(lambda e, i=request_id: e.get("request_id") == i and e["event"] == "request.finished")
+        assert line["route"] == "other" and line["status"] == 404
+    # counted before the log line is written
+    assert server.metrics()['llm_requests_total{route="other",status="404"}'] == before + len(answers)
+
+
+def test_a_request_id_sent_on_an_unknown_path_is_echoed(server):
+    resp = httpx.get(f"{server.url}/v1/deep/nope", headers={"X-Request-Id": "trace-42"})
+    assert resp.status_code == 404 and resp.headers["x-request-id"] == "trace-42"
 
 
 def test_refusals_carry_cors_headers(make_server):
