@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
+from collections.abc import Callable
 
 
 def kv_budget_tokens(budget_mb: int, kv_bytes_per_token: int) -> int | None:
@@ -20,14 +22,19 @@ def kv_budget_tokens(budget_mb: int, kv_bytes_per_token: int) -> int | None:
 def trim_heap() -> None:
     """Return the C heap's free pages to the OS (glibc `malloc_trim`; elsewhere nothing).
 
-    Loading parses tokenizer.json twice and the graph once; glibc keeps the freed blocks mapped, ~14 MB
-    of resident memory that nothing uses again."""
+    Loading parses tokenizer.json twice and the graph once, and ORT's arena hands a long prompt's
+    activations back after the call (`runner.SHRINK_AFTER_TOKENS`); glibc keeps such freed blocks mapped."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
     if not sys.platform.startswith("linux"):
-        return
-    name = ctypes.util.find_library("c")
+        return None
     try:
-        libc = ctypes.CDLL(name)
-        trim = libc.malloc_trim
+        trim: Callable[[int], int] = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
     except (OSError, AttributeError, TypeError):  # musl and friends have no malloc_trim
-        return
-    trim(0)
+        return None
+    return trim

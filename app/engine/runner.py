@@ -22,6 +22,12 @@ import numpy as np
 import onnxruntime as ort
 
 from app.engine.manifest import LOGITS_TO_KEEP, GraphIO, GraphKind, Manifest, ModelShape
+from app.engine.memory import trim_heap
+
+# A prompt call of at least this many tokens hands its activations back when it ends (ORT's arena shrinks,
+# then glibc's heap): otherwise the arena keeps the largest calls it served, and a later peak of live KV
+# sits on top of them (docs/engine.md "Memory").
+SHRINK_AFTER_TOKENS = 128
 
 # the Optimum graph keeps KV as left-padded OrtValues rebuilt on every batch change: no slot to copy into cheaply
 PREFIX_CACHE_GQA_ONLY = "the prefix cache needs a gqa graph"
@@ -185,6 +191,8 @@ class GqaRunner(_RunnerBase):
         self._kv = [b.array for b in self._buffers]
         self._slot_bytes = self._buffers[0].slot_bytes
         self._decode_io: tuple[int, ort.IOBinding] | None = None
+        self._shrink_arena = ort.RunOptions()
+        self._shrink_arena.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
     def _bind_kv(self, io: ort.IOBinding, first: int, count: int) -> None:
         shape = [count, self.shape.num_kv_heads, self.max_len, self.shape.head_dim]
@@ -201,7 +209,11 @@ class GqaRunner(_RunnerBase):
             io, token_ids.reshape(1, n).astype(np.int64, copy=False), np.ones((1, start + n), np.int64), 1
         )
         self._bind_kv(io, slot, 1)
-        self.session.run_with_iobinding(io)
+        if n >= SHRINK_AFTER_TOKENS:
+            self.session.run_with_iobinding(io, self._shrink_arena)
+            trim_heap()
+        else:
+            self.session.run_with_iobinding(io)
         return self._last_logits(1)[0]
 
     def decode(self, token_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
