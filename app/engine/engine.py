@@ -124,7 +124,9 @@ class Engine:
         self.grammars = parts.grammars
         self.observer = observer or NullObserver()
         self.kv_budget_tokens = kv_budget_tokens(config.kv_budget_mb, parts.runner.kv_bytes_per_token)
-        self._scheduler = Scheduler(config.max_running, config.prefill_chunk, self.kv_budget_tokens)
+        self._scheduler = Scheduler(
+            config.max_running, config.prefill_chunk, self.kv_budget_tokens, parts.runner.kv_page_tokens
+        )
         self._runner = parts.runner
         self.prefix_cache = _prefix_cache(config, parts)
         self._core = EngineCore(parts.runner, self._scheduler, self.observer, self.prefix_cache)

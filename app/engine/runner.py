@@ -88,6 +88,7 @@ class KvSnapshot:
 class ModelRunner(Protocol):
     max_slots: int
     kv_bytes_per_token: int  # fp32 K and V of every layer for one position
+    kv_page_tokens: int  # positions of one head that one memory page of a slot holds
     max_len: int
     vocab_size: int
 
@@ -143,6 +144,7 @@ class _RunnerBase:
         self.max_len = max_len
         self.vocab_size = shape.vocab_size
         self.kv_bytes_per_token = 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * 4
+        self.kv_page_tokens = max(1, mmap.PAGESIZE // (shape.head_dim * 4))
         self._kv_names = [
             (tmpl_in.format(layer=layer), tmpl_out.format(layer=layer))
             for layer in range(shape.num_layers)

@@ -4,8 +4,9 @@ No numpy and no ORT here. Invariants after every call:
 - running sequence i sits in KV slot i (slots 0..n-1 are one contiguous decode batch);
 - at most one sequence prefills at a time, in slot n (right after the decode batch); within one step,
   further prompts may follow it (`next_prefill`) while the step's prefill token budget lasts;
-- the sequences in slots reserve KV for their prompt plus max_new_tokens; a waiting sequence is admitted
-  only while the reservations fit `kv_budget_tokens` (or when no other sequence holds a slot), oldest first;
+- the sequences in slots reserve KV for their prompt plus max_new_tokens, rounded up to whole pages of the
+  slot layout; a waiting sequence is admitted only while the reservations fit `kv_budget_tokens` (or when
+  no other sequence holds a slot), oldest first;
 - `finish` returns the slot moves that restore both after a sequence leaves.
 """
 
@@ -48,16 +49,21 @@ class Move:
 SOLO_PREFILL_CHUNK = 512
 
 
-def kv_reservation(seq: Sequence) -> int:
-    """KV positions `seq` may come to hold: its prompt and every token it may generate."""
-    return len(seq.prompt_ids) + seq.params.max_new_tokens
+def kv_reservation(seq: Sequence, page_tokens: int = 1) -> int:
+    """KV positions `seq` may come to hold (its prompt and every token it may generate), rounded up to
+    `page_tokens`: a slot's memory is committed a page at a time, and one page holds that many positions of
+    one head, so the budget counts what is resident, not just what is used."""
+    return -(-(len(seq.prompt_ids) + seq.params.max_new_tokens) // page_tokens) * page_tokens
 
 
 class Scheduler:
-    def __init__(self, max_running: int, prefill_chunk: int, kv_budget_tokens: int | None = None) -> None:
+    def __init__(
+        self, max_running: int, prefill_chunk: int, kv_budget_tokens: int | None = None, kv_page_tokens: int = 1
+    ) -> None:
         self.max_running = max_running
         self.prefill_chunk = prefill_chunk
         self.kv_budget_tokens = kv_budget_tokens  # None: only max_running bounds the batch
+        self.kv_page_tokens = kv_page_tokens  # positions of one head in one memory page of a slot
         self.reserved_tokens = 0  # kv_reservation of every sequence in a slot (running or prefilling)
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
@@ -96,7 +102,7 @@ class Scheduler:
             seq.status = RequestStatus.PREFILLING
             seq.slot = len(self.running)
             self.prefilling = seq
-            self.reserved_tokens += kv_reservation(seq)
+            self.reserved_tokens += kv_reservation(seq, self.kv_page_tokens)
             if self.on_admit is not None:
                 self.on_admit(seq)
 
@@ -105,7 +111,7 @@ class Scheduler:
         engine refused those that exceed max_len). No overtaking: a later, smaller one waits behind it."""
         if self.kv_budget_tokens is None or not self.running:
             return True
-        return self.reserved_tokens + kv_reservation(self.waiting[0]) <= self.kv_budget_tokens
+        return self.reserved_tokens + kv_reservation(self.waiting[0], self.kv_page_tokens) <= self.kv_budget_tokens
 
     @staticmethod
     def _chunk(seq: Sequence, budget: int) -> PrefillChunk:
@@ -120,7 +126,7 @@ class Scheduler:
         """Take `seq` out of the queues; return the KV moves that keep the slots contiguous."""
         seq.status = RequestStatus.FINISHED
         if seq.slot >= 0:
-            self.reserved_tokens -= kv_reservation(seq)
+            self.reserved_tokens -= kv_reservation(seq, self.kv_page_tokens)
         if self.prefilling is seq:
             self.prefilling = None
             return []

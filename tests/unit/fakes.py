@@ -101,6 +101,7 @@ class FakeRunner:
         self.max_len = max_len
         self.vocab_size = VOCAB
         self.kv_bytes_per_token = 1024  # 1 MB of prefix cache holds 1024 positions
+        self.kv_page_tokens = 1
         self.eos_at = eos_at
         self.slots: list[list[int]] = [[] for _ in range(max_slots)]  # cached tokens per slot
         # ("prefill", slot, start, n) | ("decode", n) | ("move" | "copy", src, dst, length)

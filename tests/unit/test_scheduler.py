@@ -126,6 +126,21 @@ def test_the_kv_budget_admits_fewer_rows_than_max_running():
     assert sched.schedule().prefill.seq is seqs[3]
 
 
+def test_reservations_count_whole_kv_pages():
+    # 10 + 16 = 26 positions take two pages of 16 positions: 32 reserved, so two fit in 64 and the third waits
+    assert kv_reservation(make_seq("a"), page_tokens=16) == 32
+    assert kv_reservation(make_seq("b", 16, max_new_tokens=16), page_tokens=16) == 32
+    sched = Scheduler(max_running=8, prefill_chunk=64, kv_budget_tokens=64, kv_page_tokens=16)
+    seqs = [make_seq(str(i)) for i in range(3)]
+    for s in seqs:
+        sched.add(s)
+    for s in seqs[:2]:
+        admit(sched, s)
+    assert sched.schedule().prefill is None and sched.reserved_tokens == 64
+    sched.finish(seqs[0])
+    assert sched.reserved_tokens == 32 and sched.schedule().prefill.seq is seqs[2]
+
+
 def test_a_request_larger_than_the_budget_runs_alone_and_nobody_overtakes_it():
     sched = Scheduler(max_running=8, prefill_chunk=64, kv_budget_tokens=50)
     small, big, after = make_seq("small"), make_seq("big", 40, max_new_tokens=100), make_seq("after", 4, 4)
