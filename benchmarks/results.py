@@ -287,7 +287,12 @@ def build_results(
         results.scenarios = scenarios
     if scenario_error is not None:
         results.scenario_error = scenario_error
-    results.targets = evaluate(results) + llama_targets(results) + scenario_targets(results)
+    results.targets = [
+        *evaluate(results),
+        *http_vs_pytorch_targets(results),
+        *llama_targets(results),
+        *scenario_targets(results),
+    ]
     return results
 
 
@@ -392,6 +397,21 @@ def _why(contestant: ContestantResult | None, what: str) -> str:
     if contestant.error:
         return f"no {what}: {contestant.error.splitlines()[0]}"
     return f"no {what} in this run"
+
+
+def http_vs_pytorch_targets(results: Results) -> list[Target]:
+    """Issue 16's goals for what a user gets, the HTTP service, against the PyTorch baseline."""
+    http = results.contestant(results.default_http)
+    vs = http.vs_pytorch if http and http.vs_pytorch is not UNSET else None
+    paired = "HTTP service over PyTorch fp32, median of per-repetition ratios"
+    missing = _why(http, "HTTP single-stream figures")
+    return [
+        _judge("HTTP single-stream decode vs PyTorch", "HTTP decode tokens/s >= 7x PyTorch fp32's",
+               _median(vs.decode_tps if vs else None), "x", lambda v: v >= 7.0, paired, missing),
+        _judge("HTTP long-prompt TTFT vs PyTorch", "HTTP long-prompt TTFT <= 0.6x PyTorch's (speed-up >= 1.67x)",
+               _median(vs.ttft_long_s if vs and vs.ttft_long_s is not UNSET else None), "x",
+               lambda v: v >= 1 / 0.6, paired + " (speed-up)", missing),
+    ]  # fmt: skip
 
 
 def llama_targets(results: Results) -> list[Target]:

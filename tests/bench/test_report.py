@@ -80,7 +80,11 @@ def results():
 
 def test_targets_are_judged_from_paired_figures(results):
     targets = {t.name: msgspec.to_builtins(t) for t in results.targets}
-    assert len(targets) == 5
+    assert len(targets) == 7
+    http_decode = targets["HTTP single-stream decode vs PyTorch"]  # issue 16: >= 7x, 0.060 / 0.0085 = 7.06x
+    assert http_decode["status"] == "PASS" and http_decode["value"] == pytest.approx(0.060 / 0.0085, rel=1e-6)
+    ttft = targets["HTTP long-prompt TTFT vs PyTorch"]  # 8 x 0.15 s against 8 x 0.045 s
+    assert ttft["status"] == "PASS" and ttft["value"] == pytest.approx(0.15 / 0.045, rel=1e-6)
     decode = targets["single-stream decode vs PyTorch"]
     assert decode["status"] == "PASS"
     assert decode["value"] == pytest.approx(7.5, rel=1e-6)  # 0.060 / 0.008, the same in every repetition
