@@ -2,7 +2,7 @@
 
 Measured on SmolLM2-135M on this project's 2-vCPU machine (docs/export.md has the full table):
 - 8-bit blocks, asymmetric, block 64, accuracy level 4: +0.56% perplexity, 2.4x faster than fp32 decode on
-  Zen 5. Block 64 against 32 (same machine, same sitting): 30 MB less resident, decode +6% single-stream and
+  Zen 5. Block 64 against 32 (same machine, same sitting): 30 MiB less resident, decode +6% single-stream and
   +21% at 16 rows, prefill -16%, perplexity +0.56% vs +0.59% (the int8 activations are quantized per block
   of the same size). Block 128 pads SmolLM2's 576-wide inputs to 640 and costs +0.97% perplexity.
   Symmetric 8-bit from the quantizer decodes garbage on ORT 1.32, so it is asymmetric on purpose.
