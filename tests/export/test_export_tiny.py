@@ -43,6 +43,11 @@ def test_int8_export_and_default_folder_name(tiny_source, tmp_path):
     graph = onnx.load(str(folder / manifest.io.onnx_file), load_external_data=False).graph
     ops = collections.Counter(n.op_type for n in graph.node)
     assert ops["MatMulNBits"] == 2 * 5 + 1 and ops["GatherBlockQuantized"] == 1  # layers x (qkv, o, gate, up, down)
+    nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    blocks = {n.name: next(a.i for a in n.attribute if a.name == "block_size") for n in nbits}
+    head = [name for name in blocks if "lm_head" in name]
+    assert len(head) == 1 and blocks.pop(head[0]) == manifest.recipe.head_block_size == 32  # the lm_head picks tokens
+    assert set(blocks.values()) == {manifest.recipe.block_size} == {64}
     table = manifest.model.vocab_size * manifest.model.hidden_size
     fp32 = [i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT and math.prod(i.dims) >= table]
     assert fp32 == []  # neither the embedding nor the lm_head is left in fp32
