@@ -156,15 +156,12 @@ def _build(opts: ExportOptions, source: Source, config, graph: GraphKind, tmp: P
         model = onnx.load(str(onnx_path))
         surgery.prepare_decoder(model)
     gguf = Path(source.location) / source.gguf_file if source.gguf_file else None
-    calibration = _calibration_ids(ref.tokenizer, shape.bos_token_id, shape.context_length)
     with progress.stage("quantize", ", ".join(quants)):
         if len(quants) == 1:
-            built = {quants[0]: _write_variant(model, quants[0], tmp, gguf, calibration)}
+            built = {quants[0]: _write_variant(model, quants[0], tmp, gguf)}
         else:  # each level from its own copy of the fp32 graph (quantizing and saving edit it in place)
             built = {
-                q: _write_variant(
-                    model if q == quants[-1] else _copy(model), q, tmp / ".candidates" / q, gguf, calibration
-                )
+                q: _write_variant(model if q == quants[-1] else _copy(model), q, tmp / ".candidates" / q, gguf)
                 for q in quants
             }
         del model
@@ -237,19 +234,12 @@ def _copy(model):
     return copy
 
 
-def _calibration_ids(tokenizer, bos_token_id: int | None, max_tokens: int) -> list[int]:
-    from export.smoothing import CALIBRATION_TEXT
-
-    ids = tokenizer.encode(CALIBRATION_TEXT.read_text(), add_special_tokens=False)
-    return ([bos_token_id, *ids] if bos_token_id is not None else ids)[:max_tokens]
-
-
-def _write_variant(model, quant: Quant, folder: Path, gguf: Path | None, calibration: list[int]) -> Built:
+def _write_variant(model, quant: Quant, folder: Path, gguf: Path | None) -> Built:
     import onnx
 
     from export import quantize
 
-    model, recipe = quantize.quantize(model, quant, gguf, calibration)
+    model, recipe = quantize.quantize(model, quant, gguf)
     onnx_name = f"model.{quant}.onnx"
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save_model(

@@ -77,8 +77,6 @@ class Recipe(msgspec.Struct, kw_only=True):
     algorithm: str | None = None
     overrides: dict[str, int] = {}  # node name -> bits, where they differ from `bits`
     head_block_size: int | None = None  # the lm_head's block size, where it differs from `block_size`
-    # SmoothQuant's alpha: per-channel input scales folded into the weights before quantizing (export/smoothing.py)
-    smoothing_alpha: float | None = None
     notes: str = ""
     # gguf-blocks: graph weight -> max abs error against the GGUF's dequantized values (0 up to fp32 rounding)
     max_abs_error: dict[str, float] = {}

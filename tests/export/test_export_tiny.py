@@ -47,7 +47,7 @@ def test_int8_export_and_default_folder_name(tiny_source, tmp_path):
     blocks = {n.name: next(a.i for a in n.attribute if a.name == "block_size") for n in nbits}
     head = [name for name in blocks if "lm_head" in name]
     assert len(head) == 1 and blocks.pop(head[0]) == manifest.recipe.head_block_size == 32  # the lm_head picks tokens
-    assert set(blocks.values()) == {manifest.recipe.block_size} == {128}  # every input smoothed
+    assert set(blocks.values()) == {manifest.recipe.block_size} == {64}
     table = manifest.model.vocab_size * manifest.model.hidden_size
     fp32 = [i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT and math.prod(i.dims) >= table]
     assert fp32 == []  # neither the embedding nor the lm_head is left in fp32
