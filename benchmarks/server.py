@@ -3,12 +3,15 @@ port with an environment, wait for /v1/ready, read its JSON log lines, its /metr
 stop it with SIGTERM (the way an orchestrator would), returning its exit code.
 
 Every process started here (and by the bench's workers) is tracked, so that `kill_leftovers` can make
-sure none outlives the bench, whatever interrupts the run.
+sure none outlives the bench, whatever interrupts the run; it also kills any other child of this process
+(a signal that lands inside `subprocess.Popen`, after its fork, leaves a child no Popen object holds).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -39,12 +42,27 @@ def spawn(cmd: Sequence[str], **kwargs: Any) -> subprocess.Popen:
 
 
 def kill_leftovers() -> None:
-    """Kill and reap every started process that is still running."""
+    """Kill and reap every started process that is still running, then every other child of this process."""
     while _started:
         proc = _started.pop()
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+    for pid in child_pids(os.getpid()):
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def child_pids(parent: int) -> list[int]:
+    """The live processes whose parent is `parent` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]  # after the command name
+            if int(ppid) == parent and state != "Z":
+                found.append(int(stat.parent.name))
+    return found
 
 
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
