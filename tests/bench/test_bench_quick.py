@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.server import child_pids
 from tests.conftest import CLI, run_cli
 
 SECTIONS = (
@@ -87,18 +88,6 @@ def test_quick_run_report_and_charts(quick_run):
         assert phase in proc.stderr, phase
 
 
-def _children(pid: int) -> set[int]:
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:  # fields[0] is the state, fields[1] the parent pid
-            found.add(int(stat.parent.name))
-    return found
-
-
 def _describe(pid: int) -> str:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -118,7 +107,7 @@ def test_sigterm_stops_workers_and_server_and_writes_nothing(real_models, tmp_pa
     children: set[int] = set()
     while len(children) < 3 and time.monotonic() < deadline:  # PyTorch, engine and server processes
         time.sleep(0.5)
-        children = _children(proc.pid)
+        children = set(child_pids(proc.pid))
     assert len(children) >= 3, f"the bench did not start its contestants: {children}"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)

@@ -3,6 +3,8 @@
 import asyncio
 import json
 import os
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -151,15 +153,12 @@ def test_a_server_that_exits_before_ready_is_reported_with_its_code_and_log(tmp_
 
 def test_kill_leftovers_also_reaps_a_child_no_popen_tracks():
     """A SIGTERM inside subprocess.Popen (after its fork) leaves a child that spawn() never recorded."""
-    import subprocess
-    import sys
-
     script = (
-        "import subprocess, benchmarks.server as s\n"
+        "import os, subprocess, benchmarks.server as s\n"
         "tracked = s.spawn(['sleep', '60'])\n"
         "untracked = subprocess.Popen(['sleep', '60'])\n"
         "s.kill_leftovers()\n"
-        "print(tracked.returncode, s.child_pids(__import__('os').getpid()))\n"
+        "print(tracked.returncode, s.child_pids(os.getpid()))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["-9", "[]"]
