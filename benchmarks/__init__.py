@@ -10,4 +10,8 @@ Layout, in the order a run goes through it:
   `server` (`llm-gateway serve` as a child process, shared with the tests).
 - `stats`: raw timings to per-repetition figures, medians and paired ratios; `results`: results.json as
   msgspec Structs and the targets; `report`: report.md, the charts and the files of a run.
+
+Stand-alone measurements, not part of a bench run (`python -m benchmarks.NAME`; each docstring says how):
+`prefill_paths` (one graph under other MatMulNBits accuracy levels), `linear_kernels` (one linear through
+each CPU kernel ORT has for it), `grammar_speed` (constrained decoding's per-token cost).
 """
