@@ -156,12 +156,15 @@ def _build(opts: ExportOptions, source: Source, config, graph: GraphKind, tmp: P
         model = onnx.load(str(onnx_path))
         surgery.prepare_decoder(model)
     gguf = Path(source.location) / source.gguf_file if source.gguf_file else None
+    calibration = _calibration_ids(ref.tokenizer, shape.bos_token_id, shape.context_length)
     with progress.stage("quantize", ", ".join(quants)):
         if len(quants) == 1:
-            built = {quants[0]: _write_variant(model, quants[0], tmp, gguf)}
+            built = {quants[0]: _write_variant(model, quants[0], tmp, gguf, calibration)}
         else:  # each level from its own copy of the fp32 graph (quantizing and saving edit it in place)
             built = {
-                q: _write_variant(model if q == quants[-1] else _copy(model), q, tmp / ".candidates" / q, gguf)
+                q: _write_variant(
+                    model if q == quants[-1] else _copy(model), q, tmp / ".candidates" / q, gguf, calibration
+                )
                 for q in quants
             }
         del model
@@ -234,12 +237,19 @@ def _copy(model):
     return copy
 
 
-def _write_variant(model, quant: Quant, folder: Path, gguf: Path | None) -> Built:
+def _calibration_ids(tokenizer, bos_token_id: int | None, max_tokens: int) -> list[int]:
+    from export.smoothing import CALIBRATION_TEXT
+
+    ids = tokenizer.encode(CALIBRATION_TEXT.read_text(), add_special_tokens=False)
+    return ([bos_token_id, *ids] if bos_token_id is not None else ids)[:max_tokens]
+
+
+def _write_variant(model, quant: Quant, folder: Path, gguf: Path | None, calibration: list[int]) -> Built:
     import onnx
 
     from export import quantize
 
-    model, recipe = quantize.quantize(model, quant, gguf)
+    model, recipe = quantize.quantize(model, quant, gguf, calibration)
     onnx_name = f"model.{quant}.onnx"
     folder.mkdir(parents=True, exist_ok=True)
     onnx.save_model(

@@ -27,6 +27,7 @@ DEFAULT_THRESHOLDS: dict[Quant, Thresholds] = {
     Quant.INT4: Thresholds(max_ppl_increase_pct=35.0, min_top1_agreement=0.60, require_greedy_match=False),
     # the reference is the dequantized GGUF itself: only int8 activations (accuracy level 4) differ
     Quant.GGUF: Thresholds(max_ppl_increase_pct=1.0, min_top1_agreement=0.90, require_greedy_match=False),
+    Quant.W8A8: Thresholds(max_ppl_increase_pct=2.0, min_top1_agreement=0.90, require_greedy_match=False),
 }
 
 

@@ -125,7 +125,11 @@ class Engine:
         self.observer = observer or NullObserver()
         self.kv_budget_tokens = kv_budget_tokens(config.kv_budget_mb, parts.runner.kv_bytes_per_token)
         self._scheduler = Scheduler(
-            config.max_running, config.prefill_chunk, self.kv_budget_tokens, parts.runner.kv_page_tokens
+            config.max_running,
+            config.prefill_chunk,
+            self.kv_budget_tokens,
+            parts.runner.kv_page_tokens,
+            parts.runner.min_rows,
         )
         self._runner = parts.runner
         self.prefix_cache = _prefix_cache(config, parts)

@@ -30,6 +30,7 @@ class Quant(enum.StrEnum):
     INT8 = "int8"
     INT4 = "int4"
     GGUF = "gguf"  # the GGUF source's own blocks, exactly (export/exact.py); GGUF sources only
+    W8A8 = "w8a8"  # int8 weights per column x int8 activations per row, MLAS's QGEMM (export/w8a8.py)
 
 
 class SourceInfo(msgspec.Struct, kw_only=True):
@@ -69,7 +70,7 @@ class GraphIO(msgspec.Struct, kw_only=True):
 
 
 class Recipe(msgspec.Struct, kw_only=True):
-    method: str  # "none" | "matmulnbits" | "gguf-blocks"
+    method: str  # "none" | "matmulnbits" | "gguf-blocks" | "w8a8"
     bits: int | None = None
     block_size: int | None = None
     symmetric: bool | None = None
@@ -77,9 +78,18 @@ class Recipe(msgspec.Struct, kw_only=True):
     algorithm: str | None = None
     overrides: dict[str, int] = {}  # node name -> bits, where they differ from `bits`
     head_block_size: int | None = None  # the lm_head's block size, where it differs from `block_size`
+    # SmoothQuant's alpha: per-channel input scales folded into the weights before quantizing (export/smoothing.py)
+    smoothing_alpha: float | None = None
     notes: str = ""
     # gguf-blocks: graph weight -> max abs error against the GGUF's dequantized values (0 up to fp32 rounding)
     max_abs_error: dict[str, float] = {}
+
+    @property
+    def min_rows(self) -> int:
+        """Rows every ORT call must compute for a stream's numbers not to depend on the batch: ONNX Runtime
+        1.32's 4-bit MatMulNBits computes a lone row with MLAS's single-row kernel, ~1e-6 off the batched
+        one, which greedy decoding amplifies (docs/export.md); 8-bit and fp32 agree at any row count."""
+        return 2 if self.bits == 4 or 4 in self.overrides.values() else 1
 
 
 class Thresholds(msgspec.Struct, kw_only=True):

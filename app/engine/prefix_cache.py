@@ -72,7 +72,9 @@ class PrefixCache:
 
     def reuse(self, seq: Sequence, running: list[Sequence]) -> int:
         """Fill `seq`'s fresh slot with the longest cached prefix of its prompt; return its length."""
-        prompt = np.asarray(seq.prompt_ids[:-1], np.int64)  # [P-1]: the last position is always computed
+        # [P-r]: the last position is always computed, for its logits; and a prompt call is never shorter
+        # than the runner's min_rows, so r = max(1, min_rows)
+        prompt = np.asarray(seq.prompt_ids[: -max(1, self.runner.min_rows)], np.int64)
         best, donor = 0, None
         for other in running:
             if other.cache_salt == seq.cache_salt and other.slot >= 0:

@@ -87,6 +87,9 @@ class KvSnapshot:
 
 class ModelRunner(Protocol):
     max_slots: int
+    # every call computes at least this many rows: 2 where a lone row would take another kernel than a batch
+    # and get other numbers (4-bit MatMulNBits: docs/export.md); decode pads, prefill chunks keep to it
+    min_rows: int
     kv_bytes_per_token: int  # fp32 K and V of every layer for one position
     kv_page_tokens: int  # positions of one head that one memory page of a slot holds
     max_len: int
@@ -130,7 +133,7 @@ def make_runner(session: ort.InferenceSession, manifest: Manifest, max_slots: in
     if max_len > manifest.model.context_length:
         raise ValueError(f"max_len {max_len} exceeds the model's context length {manifest.model.context_length}")
     if manifest.graph is GraphKind.GQA:
-        return GqaRunner(session, manifest.model, manifest.io, max_slots, max_len)
+        return GqaRunner(session, manifest.model, manifest.io, max_slots, max_len, manifest.recipe.min_rows)
     return OptimumRunner(session, manifest.model, manifest.io, max_slots, max_len)
 
 
@@ -142,6 +145,7 @@ class _RunnerBase:
         self.shape = shape
         self.max_slots = max_slots
         self.max_len = max_len
+        self.min_rows = 1
         self.vocab_size = shape.vocab_size
         self.kv_bytes_per_token = 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * 4
         self.kv_page_tokens = max(1, mmap.PAGESIZE // (shape.head_dim * 4))
@@ -184,11 +188,24 @@ class _RunnerBase:
 
 
 class GqaRunner(_RunnerBase):
+    """Slot i lives at row i + min_rows - 1 of the buffers: the rows in front are spares that pad a decode
+    batch smaller than `min_rows` (a spare writes its dummy token at its own position 0 and attends to it
+    alone), so that a lone stream is computed by the same kernels, and to the same bits, as a batch."""
+
     def __init__(
-        self, session: ort.InferenceSession, shape: ModelShape, io: GraphIO, max_slots: int, max_len: int
+        self,
+        session: ort.InferenceSession,
+        shape: ModelShape,
+        io: GraphIO,
+        max_slots: int,
+        max_len: int,
+        min_rows: int = 1,
     ) -> None:
-        super().__init__(session, shape, io, max_slots, max_len)
-        kv_shape = (max_slots, shape.num_kv_heads, max_len, shape.head_dim)
+        super().__init__(session, shape, io, max_slots + min_rows - 1, max_len)
+        self.max_slots = max_slots
+        self.min_rows = min_rows
+        self._spares = min_rows - 1
+        kv_shape = (max_slots + self._spares, shape.num_kv_heads, max_len, shape.head_dim)
         self._buffers = [SlotBuffer(kv_shape) for _ in self._kv_names]
         self._kv = [b.array for b in self._buffers]
         self._slot_bytes = self._buffers[0].slot_bytes
@@ -197,6 +214,7 @@ class GqaRunner(_RunnerBase):
         self._shrink_arena.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
     def _bind_kv(self, io: ort.IOBinding, first: int, count: int) -> None:
+        """Bind buffer rows first..first+count-1 (rows, not slots: spares included)."""
         shape = [count, self.shape.num_kv_heads, self.max_len, self.shape.head_dim]
         for buf, (past, present) in zip(self._kv, self._kv_names, strict=True):
             ptr = buf.ctypes.data + first * self._slot_bytes
@@ -210,7 +228,7 @@ class GqaRunner(_RunnerBase):
         self._bind_common(
             io, token_ids.reshape(1, n).astype(np.int64, copy=False), np.ones((1, start + n), np.int64), 1
         )
-        self._bind_kv(io, slot, 1)
+        self._bind_kv(io, slot + self._spares, 1)
         if n >= SHRINK_AFTER_TOKENS:
             self.session.run_with_iobinding(io, self._shrink_arena)
             trim_heap()
@@ -220,40 +238,46 @@ class GqaRunner(_RunnerBase):
 
     def decode(self, token_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         n = len(token_ids)
+        pad = max(0, self.min_rows - n)  # spare rows in front of slot 0
+        rows = n + pad
         if self._decode_io is None or self._decode_io[0] != n:
             # the KV views and the logits rows depend on n only: bound once per batch size
             io = self.session.io_binding()
-            self._bind_kv(io, 0, n)
-            self._bind_last_logits(io, n)
+            self._bind_kv(io, self._spares - pad, rows)
+            self._bind_last_logits(io, rows)
             self._decode_io = (n, io)
         io = self._decode_io[1]
+        if pad:  # a spare's dummy token 0 goes at its position 0
+            token_ids = np.concatenate([np.zeros(pad, np.int64), token_ids])  # [rows]
+            lengths = np.concatenate([np.zeros(pad, np.int64), lengths])  # [rows]
         width = int(lengths.max()) + 1
-        mask = self._mask_view(n, width)
+        mask = self._mask_view(rows, width)
         # right padding: row i attends to its own lengths[i] + 1 positions
         np.less(self._cols[:width], (lengths + 1)[:, None], out=mask, casting="unsafe")
-        io.bind_cpu_input("input_ids", token_ids.reshape(n, 1).astype(np.int64, copy=False))
+        io.bind_cpu_input("input_ids", token_ids.reshape(rows, 1).astype(np.int64, copy=False))
         io.bind_cpu_input("attention_mask", mask)
         self.session.run_with_iobinding(io)
-        return self._last_logits(n)
+        return self._last_logits(rows)[pad:]
 
     def move(self, src: int, dst: int, length: int) -> None:
         self.copy(src, dst, length)
         self.release(src)
 
     def copy(self, src: int, dst: int, length: int) -> None:
+        src, dst = src + self._spares, dst + self._spares
         for buf in self._kv:
             buf[dst, :, :length] = buf[src, :, :length]
 
     def save(self, slot: int, length: int) -> KvSnapshot:
-        return KvSnapshot([buf[slot] for buf in self._kv], length)
+        return KvSnapshot([buf[slot + self._spares] for buf in self._kv], length)
 
     def restore(self, slot: int, snapshot: KvSnapshot, length: int) -> None:
         for buf, part in zip(self._kv, snapshot.array, strict=True):
-            buf[slot, :, :length] = part[:, :length]
+            buf[slot + self._spares, :, :length] = part[:, :length]
 
     def release(self, slot: int) -> None:
         for buf in self._buffers:
-            buf.discard(slot)
+            buf.discard(slot + self._spares)
 
     def forward_full(self, token_ids: Sequence[int]) -> np.ndarray:
         ids = np.asarray(token_ids, np.int64).reshape(1, -1)
@@ -261,7 +285,7 @@ class GqaRunner(_RunnerBase):
             raise ValueError(f"{ids.shape[1]} tokens exceed max_len {self.max_len}")
         io = self.session.io_binding()
         self._bind_common(io, ids, np.ones_like(ids), 1, keep_all=True)
-        self._bind_kv(io, 0, 1)
+        self._bind_kv(io, self._spares, 1)
         self.session.run_with_iobinding(io)
         return io.get_outputs()[0].numpy()[0]
 

@@ -56,12 +56,28 @@ def kv_reservation(seq: Sequence, page_tokens: int = 1) -> int:
     return -(-(len(seq.prompt_ids) + seq.params.max_new_tokens) // page_tokens) * page_tokens
 
 
+def chunk_end(start: int, total: int, budget: int, least: int = 1) -> int:
+    """Where a prompt call from `start` ends: `budget` tokens, but neither the call nor what it leaves of the
+    prompt shorter than `least` (a call of fewer rows would take other kernels); a prompt of fewer than
+    `least` tokens left goes whole."""
+    end = min(total, start + max(budget, least))
+    if 0 < total - end < least:  # the rest would be too short: leave `least` tokens, or take them all
+        end = total - least if total - least - start >= least else total
+    return end
+
+
 class Scheduler:
     def __init__(
-        self, max_running: int, prefill_chunk: int, kv_budget_tokens: int | None = None, kv_page_tokens: int = 1
+        self,
+        max_running: int,
+        prefill_chunk: int,
+        kv_budget_tokens: int | None = None,
+        kv_page_tokens: int = 1,
+        min_chunk: int = 1,
     ) -> None:
         self.max_running = max_running
         self.prefill_chunk = prefill_chunk
+        self.min_chunk = min_chunk  # the runner's min_rows: no prompt call of fewer tokens but a shorter prompt
         self.kv_budget_tokens = kv_budget_tokens  # None: only max_running bounds the batch
         self.kv_page_tokens = kv_page_tokens  # positions of one head in one memory page of a slot
         self.reserved_tokens = 0  # kv_reservation of every sequence in a slot (running or prefilling)
@@ -113,9 +129,8 @@ class Scheduler:
             return True
         return self.reserved_tokens + kv_reservation(self.waiting[0], self.kv_page_tokens) <= self.kv_budget_tokens
 
-    @staticmethod
-    def _chunk(seq: Sequence, budget: int) -> PrefillChunk:
-        return PrefillChunk(seq, seq.computed, min(len(seq.prompt_ids), seq.computed + budget))
+    def _chunk(self, seq: Sequence, budget: int) -> PrefillChunk:
+        return PrefillChunk(seq, seq.computed, chunk_end(seq.computed, len(seq.prompt_ids), budget, self.min_chunk))
 
     def prefill_done(self, seq: Sequence) -> None:
         seq.status = RequestStatus.RUNNING

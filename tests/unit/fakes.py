@@ -96,9 +96,10 @@ class FakeRunner:
     `gate` holds every prefill and decode until it is set again; `pause_after(n)` clears it once n prefill and
     decode calls have run; `held` tells when the engine thread waits there (tests that need it mid-request)."""
 
-    def __init__(self, max_slots: int = 5, max_len: int = 256, eos_at: int | None = None) -> None:
+    def __init__(self, max_slots: int = 5, max_len: int = 256, eos_at: int | None = None, min_rows: int = 1) -> None:
         self.max_slots = max_slots
         self.max_len = max_len
+        self.min_rows = min_rows
         self.vocab_size = VOCAB
         self.kv_bytes_per_token = 1024  # 1 MB of prefix cache holds 1024 positions
         self.kv_page_tokens = 1

@@ -31,7 +31,7 @@ class Harness:
 
     def __init__(self, max_running: int = 4, prefill_chunk: int = 4, cache_tokens: int | None = None, **runner) -> None:
         self.runner = FakeRunner(max_slots=max_running + 1, **runner)
-        self.scheduler = Scheduler(max_running, prefill_chunk)
+        self.scheduler = Scheduler(max_running, prefill_chunk, min_chunk=self.runner.min_rows)
         self.observer = LookupObserver()
         self.cache = PrefixCache(self.runner, cache_tokens) if cache_tokens is not None else None  # type: ignore[arg-type]
         self.core = EngineCore(self.runner, self.scheduler, self.observer, self.cache)  # type: ignore[arg-type]

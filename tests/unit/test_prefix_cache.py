@@ -50,6 +50,15 @@ def test_the_same_prompt_again_restores_all_but_its_last_position():
     assert h.runner.free and h.cache.cached_tokens == sum(s.length for s in h.runner.held_snapshots)
 
 
+def test_with_min_rows_two_a_hit_leaves_two_positions_to_compute():
+    h = Harness(cache_tokens=1000, min_rows=2)
+    [prompt] = create_prompts(1, length=P)
+    serve(h, salted("cold", prompt), salted("warm", prompt))
+    assert cached(h, "warm") == P - 2
+    assert calls(h, "prefill")[-1] == ("prefill", 0, P - 2, 2)  # a lone row would take another kernel
+    assert h.tokens("warm") == h.tokens("cold") == reference(prompt, 6)
+
+
 def test_a_shared_head_and_a_next_turn_are_partial_hits():
     h = Harness(cache_tokens=1000)
     [first] = create_prompts(1, length=P)

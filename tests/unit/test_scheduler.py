@@ -5,7 +5,7 @@ import numpy as np
 from app.engine.detokenizer import IncrementalDetokenizer
 from app.engine.params import SamplingParams
 from app.engine.request import RequestStatus, Sequence
-from app.engine.scheduler import SOLO_PREFILL_CHUNK, Move, Scheduler, kv_reservation
+from app.engine.scheduler import SOLO_PREFILL_CHUNK, Move, Scheduler, chunk_end, kv_reservation
 from app.engine.stopping import StoppingCriteria
 
 
@@ -177,3 +177,36 @@ def test_a_long_prompt_alone_is_prefilled_in_bounded_calls():
         if chunk.completes_prompt:
             sched.prefill_done(seq)
     assert ends == [SOLO_PREFILL_CHUNK, 2 * SOLO_PREFILL_CHUNK, 2 * SOLO_PREFILL_CHUNK + 10]
+
+
+def test_chunk_end_keeps_every_call_and_what_it_leaves_at_least_least_tokens():
+    assert [chunk_end(0, 10, 4), chunk_end(8, 10, 4), chunk_end(0, 1, 4)] == [4, 10, 1]  # least 1: the budget
+    assert chunk_end(0, 10, 9, least=2) == 8  # not 9: the last call would be one token
+    assert chunk_end(8, 10, 1, least=2) == 10  # a budget of one still takes two
+    assert chunk_end(0, 3, 2, least=2) == 3  # two then one is not allowed, one then two neither: all three
+    assert chunk_end(0, 1, 4, least=2) == 1  # a one-token prompt goes whole
+    for total in range(1, 40):
+        for budget in range(1, 12):
+            start, calls = 0, []
+            while start < total:
+                end = chunk_end(start, total, budget, least=2)
+                calls.append(end - start)
+                start = end
+            assert sum(calls) == total and (total < 2 or min(calls) >= 2), (total, budget, calls)
+            assert max(calls) <= max(budget, 2) + 2, (total, budget, calls)
+
+
+def test_with_min_chunk_two_no_prompt_call_is_one_token_beside_running_streams():
+    sched = Scheduler(max_running=4, prefill_chunk=5, min_chunk=2)
+    a, b = make_seq("a", 6), make_seq("b", 11)
+    sched.add(a)
+    admit(sched, a)
+    sched.add(b)
+    sizes = []
+    while b.status is not RequestStatus.RUNNING:
+        chunk = sched.schedule().prefill
+        b.computed = chunk.end
+        sizes.append(chunk.end - chunk.start)
+        if chunk.completes_prompt:
+            sched.prefill_done(b)
+    assert sizes == [5, 4, 2]  # 5, 5, 1 with single-row calls allowed
