@@ -304,9 +304,10 @@ def _validate(opts: ExportOptions, ref, shape: ModelShape, graph: GraphKind, bui
     torch_ref = validate.torch_reference(ref.model, prompts, heldout, NEW_TOKENS)
     max_len = min(shape.context_length, max(len(heldout), max(map(len, prompts)) + NEW_TOKENS) + 1)
     runner_cls = GqaRunner if graph is GraphKind.GQA else OptimumRunner
+    slots = autoselect.BATCH_ROWS if opts.quant == AUTO else 1  # KV pages are committed only where written
     runners = {
         q: runner_cls(open_session(b.folder / b.io.onnx_file, SessionConfig(intra_op_threads=opts.threads)), shape,
-                      b.io, 1, max_len)
+                      b.io, slots, max_len)
         for q, b in built.items()
     }  # fmt: skip
 
@@ -317,7 +318,7 @@ def _validate(opts: ExportOptions, ref, shape: ModelShape, graph: GraphKind, bui
         return {q: check(q, r) for q, r in runners.items()}, {}, 0
     prompt = heldout[: max(1, min(autoselect.PROMPT_TOKENS, max_len - autoselect.DECODE_STEPS - 1))]
     timed = autoselect.time_candidates(runners, np.asarray(prompt, np.int64))
-    validations = autoselect.validate_in_decode_order(runners, timed, check, _selection_limit(opts))
+    validations = autoselect.validate_in_score_order(runners, timed, check, _selection_limit(opts))
     return validations, timed, len(prompt)
 
 

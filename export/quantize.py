@@ -82,9 +82,8 @@ RECIPES: dict[Quant, Recipe] = {
 # Levels `--quant auto` leaves out although they build. gguf: with ORT 1.32's 4-bit MatMulNBits a lone row
 # takes another kernel than a batch; the runner now pads lone decode rows (Recipe.min_rows) so its answers no
 # longer depend on the load, but the padding costs 13-25% of a single-stream step, so it has not been weighed
-# by auto on every ISA yet. w8a8: new in this sitting (docs/export.md has its figures on AVX2), not yet run as
-# the default through the whole suite on each ISA. Both stay available explicitly.
-NOT_AUTO = frozenset({Quant.GGUF, Quant.W8A8})
+# by auto on every ISA yet. It stays available explicitly.
+NOT_AUTO = frozenset({Quant.GGUF})
 
 
 def levels_for(source: Source) -> list[Quant]:

@@ -120,7 +120,7 @@ class Validation(msgspec.Struct, kw_only=True):
 
 
 class CandidateFigures(msgspec.Struct, kw_only=True):
-    """One variant `--quant auto` built, validated and timed (the engine's runner, batch 1) before choosing."""
+    """One variant `--quant auto` built, validated and timed (the engine's runner) before choosing."""
 
     quant: Quant
     passed: bool  # its own quant level's validation (docs/export.md has the limits)
@@ -128,7 +128,9 @@ class CandidateFigures(msgspec.Struct, kw_only=True):
     perplexity_increase_pct: float | None = None  # over PyTorch fp32 on the held-out text; None: not validated
     top1_agreement: float | None = None
     decode_tokens_per_s: float | None = None  # single stream, median of the rounds
+    batch_tokens_per_s: float | None = None  # `Selection.batch_rows` streams decoding together, all their tokens
     prefill_ms: float | None = None  # one prompt of `Selection.prompt_tokens` tokens
+    score: float | None = None  # the rule's serving score (app/engine/selection.py); None: not timed
     failures: list[str] = []
     note: str = ""  # why it was not validated (slower than a variant already within the limit)
 
@@ -144,6 +146,7 @@ class Selection(msgspec.Struct, kw_only=True):
     threads: int
     prompt_tokens: int
     decode_steps: int
+    batch_rows: int = 1  # rows of the batched decode timing (1: not measured, folders from before it)
     rounds: int  # interleaved rounds over the candidates; figures are their medians
     candidates: list[CandidateFigures]
 

@@ -10,7 +10,7 @@ import msgspec
 
 from app.engine.cpu import host_cpu
 from app.engine.manifest import CandidateFigures
-from app.engine.selection import choose_variant
+from app.engine.selection import choose_variant, serving_scores, speeds
 
 
 def test_info_shows_how_the_default_variant_was_chosen_here(server):
@@ -20,15 +20,19 @@ def test_info_shows_how_the_default_variant_was_chosen_here(server):
     assert sel["cpu"] == here and info["runtime"]["cpu"] == here and here["isa"] and here["model"]
     assert sel["chosen"] == m["quant"] and m["variant"].endswith(f"-gqa-{sel['chosen']}")
     by_quant = {c["quant"]: c for c in sel["candidates"]}
-    assert set(by_quant) >= {"fp32", "int8", "int4"}
+    assert set(by_quant) >= {"fp32", "int8", "int4", "w8a8"}
     chosen = by_quant[sel["chosen"]]
     assert chosen["passed"] and chosen["perplexity_increase_pct"] <= sel["max_ppl_increase_pct"] == 1.0
     assert chosen["perplexity_increase_pct"] == m["validation"]["perplexity_increase_pct"]
     assert by_quant["int4"]["perplexity_increase_pct"] > 5  # RTN 4-bit on the Q4_1 source: ~+22%
     assert by_quant["fp32"]["decode_tokens_per_s"] > 0 and by_quant["fp32"]["prefill_ms"] > 0
+    assert all(c["batch_tokens_per_s"] > 0 and 0 < c["score"] <= 1 for c in by_quant.values())
+    assert sel["batch_rows"] == 16 and "serving score" in sel["rule"]
     candidates = msgspec.convert(sel["candidates"], list[CandidateFigures])
     cpu = msgspec.convert(sel["cpu"], type(host_cpu()))
     assert choose_variant(cpu, candidates, sel["max_ppl_increase_pct"]).chosen == sel["chosen"]
+    scores = serving_scores({c.quant: speeds(c) for c in candidates})  # the recorded scores are the rule's
+    assert {c.quant: c.score for c in candidates} == {q: round(v, 3) for q, v in scores.items()}
     assert sel["cpu"]["model"] in sel["reason"] and str(sel["cpu"]["isa"]) in sel["rule"]
     assert sel["threads"] >= 1 and sel["rounds"] == 3
 

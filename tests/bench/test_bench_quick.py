@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from app.engine.manifest import read_manifest
 from benchmarks.server import child_pids
 from tests.conftest import CLI, run_cli
 
@@ -41,26 +42,27 @@ def quick_run(real_models, tmp_path_factory):
 
 @pytest.mark.real
 @pytest.mark.timeout(1800)
-def test_quick_run_measures_every_contestant(quick_run):
+def test_quick_run_measures_every_contestant(quick_run, real_models):
     proc, out = quick_run
+    gqa = f"gqa-{read_manifest(real_models.default).quant}"  # the default variant: what auto chose here
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     reps = results["plan"]["reps"]
     clients = [str(n) for n in results["plan"]["clients"]]
     by_id = {c["id"]: c for c in results["contestants"]}
-    measured = ["pytorch", "ortmodel:optimum-int8", "engine:gqa-int8", "engine:optimum-int8", "http:gqa-int8"]
+    measured = ["pytorch", "ortmodel:optimum-int8", f"engine:{gqa}", "engine:optimum-int8", f"http:{gqa}"]
     for cid in measured:
         c = by_id[cid]
         assert c["error"] is None and c["skipped"] is None, c
         assert all(finite_summary(c["single"][k], reps) for k in SINGLE), cid
         assert c["peak_rss_bytes"] > 100e6 and c["size_bytes"] > 50e6
-    assert "GroupQueryAttention" in by_id["ortmodel:gqa-int8"]["skipped"]
-    for cid in ("engine:gqa-int8", "http:gqa-int8"):
+    assert "GroupQueryAttention" in by_id[f"ortmodel:{gqa}"]["skipped"]
+    for cid in (f"engine:{gqa}", f"http:{gqa}"):
         assert sorted(by_id[cid]["concurrency"], key=int) == clients
         for figs in by_id[cid]["concurrency"].values():
             assert finite_summary(figs["aggregate_tps"], reps) and finite_summary(figs["vs_pytorch_single"], reps)
-    assert finite_summary(by_id["engine:gqa-int8"]["vs_pytorch"]["decode_tps"], reps)
-    assert by_id["http:gqa-int8"]["health"]["samples"] > 20
+    assert finite_summary(by_id[f"engine:{gqa}"]["vs_pytorch"]["decode_tps"], reps)
+    assert by_id[f"http:{gqa}"]["health"]["samples"] > 20
     # the first issues' five and issue 16's two HTTP-vs-PyTorch goals (no llama-server, no scenarios in --quick)
     assert [t["status"] in ("PASS", "FAIL") for t in results["targets"]] == [True] * 7
     machine = results["machine"]

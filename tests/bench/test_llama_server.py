@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from app.engine.manifest import read_manifest
 from benchmarks.llama_server import LlamaServer
 from tests.conftest import run_cli
 
@@ -42,12 +43,12 @@ def llama_run(real_models, tmp_path_factory):
 
 @pytest.mark.real
 @pytest.mark.timeout(1200)
-def test_llama_server_is_measured_and_compared_in_results_json(llama_run):
+def test_llama_server_is_measured_and_compared_in_results_json(llama_run, real_models):
     proc, out, _ = llama_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     by_id = {c["id"]: c for c in results["contestants"]}
-    llama, http = by_id["llama-server"], by_id["http:gqa-int8"]
+    llama, http = by_id["llama-server"], by_id[f"http:gqa-{read_manifest(real_models.default).quant}"]
     assert llama["error"] is None and llama["skipped"] is None, llama
     assert llama["label"] == "llama-server b9999 (SmolLM2-135M-Instruct.Q4_1.gguf)"
     assert llama["single"]["decode_tps"]["median"] > 0 and sorted(llama["concurrency"], key=int) == ["1", "2"]

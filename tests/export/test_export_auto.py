@@ -17,22 +17,23 @@ def test_auto_is_the_default_and_keeps_the_variant_the_rule_chooses(tiny_source,
     sel = m.selection
     assert sel is not None and m.quant == sel.chosen and sel.cpu == host_cpu()
     by_quant = {c.quant: c for c in sel.candidates}
-    assert list(by_quant) == ["fp32", "int8", "int4"]
+    assert list(by_quant) == ["fp32", "int8", "int4", "w8a8"]
     chosen = by_quant[m.quant]
     assert chosen.passed and chosen.perplexity_increase_pct <= sel.max_ppl_increase_pct == 1.0
     assert m.validation.passed and m.validation.perplexity_increase_pct == chosen.perplexity_increase_pct
     within = [c for c in sel.candidates if eligible(c, sel.max_ppl_increase_pct)]
     for c in sel.candidates:  # every level timed; validated unless one within the limit had outpaced it
-        assert c.size_bytes > 0 and c.decode_tokens_per_s > 0 and c.prefill_ms > 0
+        assert c.size_bytes > 0 and c.decode_tokens_per_s > 0 and c.prefill_ms > 0 and c.batch_tokens_per_s > 0
+        assert 0 < c.score <= 1
         if c.perplexity_increase_pct is None:
             assert not c.passed and c.note.startswith("not validated")
-            assert any(outpaced(c.decode_tokens_per_s, w.decode_tokens_per_s) for w in within)
+            assert any(outpaced(c.score, w.score) for w in within)
     if by_quant["int4"].perplexity_increase_pct is not None:  # random weights: 4 bits fail their own limits
         assert not by_quant["int4"].passed and "top-1 agreement" in " ".join(by_quant["int4"].failures)
     # the recorded figures decide the same way again: the choice is the rule's, not an accident of the run
     assert choose_variant(sel.cpu, sel.candidates, sel.max_ppl_increase_pct).chosen is m.quant
-    assert sel.rule.startswith("fastest single-stream decode") and sel.reason.startswith(f"{m.quant} (")
-    assert (sel.rounds, sel.decode_steps) == (3, 16) and 0 < sel.prompt_tokens <= 128
+    assert sel.rule.startswith("best serving score") and sel.reason.startswith(f"{m.quant} (")
+    assert (sel.rounds, sel.decode_steps, sel.batch_rows) == (3, 16, 16) and 0 < sel.prompt_tokens <= 128
     onnx_files = sorted(p.name for p in folder.iterdir() if ".onnx" in p.name)
     assert onnx_files == [f"model.{m.quant}.onnx", f"model.{m.quant}.onnx.data"]
     assert not (folder / ".candidates").exists() and m.io.onnx_file == f"model.{m.quant}.onnx"
