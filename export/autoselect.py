@@ -85,7 +85,9 @@ def time_candidates(
 
 
 def scores(timed: Mapping[Quant, Timed]) -> dict[Quant, float]:
-    return serving_scores({q: (d, b, 1000.0 / p if p else None) for q, (p, d, b) in timed.items()})
+    """The rule's scores, rounded as `selection.with_scores` records them, so both compare the same figures."""
+    raw = serving_scores({q: (d, b, 1000.0 / p if p else None) for q, (p, d, b) in timed.items()})
+    return {q: round(v, 3) for q, v in raw.items()}
 
 
 def validate_in_score_order(
