@@ -19,7 +19,7 @@ import numpy as np
 from app.engine.cpu import host_cpu
 from app.engine.manifest import CandidateFigures, Quant, Selection, Validation
 from app.engine.runner import ModelRunner
-from app.engine.selection import choose_variant, outpaced, serving_scores
+from app.engine.selection import choose_variant, outpaced, serving_scores, workload_speeds
 
 PROMPT_TOKENS = 128
 DECODE_STEPS = 16
@@ -85,9 +85,7 @@ def time_candidates(
 
 
 def scores(timed: Mapping[Quant, Timed]) -> dict[Quant, float]:
-    """The rule's scores, rounded as `selection.with_scores` records them, so both compare the same figures."""
-    raw = serving_scores({q: (d, b, 1000.0 / p if p else None) for q, (p, d, b) in timed.items()})
-    return {q: round(v, 3) for q, v in raw.items()}
+    return serving_scores({q: workload_speeds(d, b, p) for q, (p, d, b) in timed.items()})
 
 
 def validate_in_score_order(

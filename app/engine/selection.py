@@ -67,14 +67,20 @@ def _tiebreak(isa: Isa) -> Callable[[CandidateFigures], tuple[float, float]]:
     return key
 
 
+def workload_speeds(
+    decode_tokens_per_s: float | None, batch_tokens_per_s: float | None, prefill_ms: float | None
+) -> Speeds:
+    return decode_tokens_per_s, batch_tokens_per_s, 1000.0 / prefill_ms if prefill_ms else None
+
+
 def speeds(c: CandidateFigures) -> Speeds:
-    prompts_per_s = 1000.0 / c.prefill_ms if c.prefill_ms else None
-    return c.decode_tokens_per_s, c.batch_tokens_per_s, prompts_per_s
+    return workload_speeds(c.decode_tokens_per_s, c.batch_tokens_per_s, c.prefill_ms)
 
 
 def serving_scores(measured: Mapping[Quant, Speeds]) -> dict[Quant, float]:
     """Quant -> geometric mean of its speed / the fastest's, over the workloads every candidate with a
-    single-stream figure was measured on (the others score 0: untimed)."""
+    single-stream figure was measured on (the others score 0: untimed); rounded to 3 places, as the manifest
+    records them, so that validation order and choice compare the same figures."""
     scores = dict.fromkeys(measured, 0.0)
     timed = {q: s for q, s in measured.items() if s[0]}
     if not timed:
@@ -82,17 +88,14 @@ def serving_scores(measured: Mapping[Quant, Speeds]) -> dict[Quant, float]:
     columns = [i for i in range(3) if all(s[i] for s in timed.values())]  # column 0 always
     best = {i: max(s[i] or 0.0 for s in timed.values()) for i in columns}
     for q, s in timed.items():
-        scores[q] = math.prod((s[i] or 0.0) / best[i] for i in columns) ** (1 / len(columns))
+        scores[q] = round(math.prod((s[i] or 0.0) / best[i] for i in columns) ** (1 / len(columns)), 3)
     return scores
 
 
 def with_scores(candidates: Sequence[CandidateFigures]) -> list[CandidateFigures]:
-    """The candidates with `score` filled in (rounded to 3 places, as the manifest shows it)."""
+    """The candidates with `score` filled in."""
     scores = serving_scores({c.quant: speeds(c) for c in candidates})
-    return [
-        msgspec.structs.replace(c, score=round(scores[c.quant], 3) if c.decode_tokens_per_s else None)
-        for c in candidates
-    ]
+    return [msgspec.structs.replace(c, score=scores[c.quant] if c.decode_tokens_per_s else None) for c in candidates]
 
 
 def describe(c: CandidateFigures) -> str:

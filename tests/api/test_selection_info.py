@@ -32,7 +32,7 @@ def test_info_shows_how_the_default_variant_was_chosen_here(server):
     cpu = msgspec.convert(sel["cpu"], type(host_cpu()))
     assert choose_variant(cpu, candidates, sel["max_ppl_increase_pct"]).chosen == sel["chosen"]
     scores = serving_scores({c.quant: speeds(c) for c in candidates})  # the recorded scores are the rule's
-    assert {c.quant: c.score for c in candidates} == {q: round(v, 3) for q, v in scores.items()}
+    assert {c.quant: c.score for c in candidates} == scores
     assert sel["cpu"]["model"] in sel["reason"] and str(sel["cpu"]["isa"]) in sel["rule"]
     assert sel["threads"] >= 1 and sel["rounds"] == 3
 
